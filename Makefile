@@ -1,0 +1,41 @@
+# dbsync: PGXS build.  `make demo` runs the demo, `make test` runs every test.
+EXTENSION = dbsync
+MODULE_big = dbsync
+DATA = dbsync--1.0.sql
+PGFILEDESC = "dbsync - sync YugabyteDB and TiDB tables into PostgreSQL"
+
+OBJS = \
+	src/dbsync.o \
+	src/options.o \
+	src/source.o \
+	src/source_pg.o \
+	src/source_mysql.o \
+	src/remote_sql.o \
+	src/typemap.o \
+	src/typemap_mysql.o \
+	src/catalog.o \
+	src/apply.o \
+	src/sync.o \
+	src/run.o
+
+PG_CONFIG ?= pg_config
+MARIADB_CONFIG ?= $(shell command -v mariadb_config || command -v mysql_config)
+
+PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc $(shell $(MARIADB_CONFIG) --include)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK_INTERNAL = $(libpq)
+SHLIB_LINK = $(shell $(MARIADB_CONFIG) --libs)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo cppcheck
+test:
+	bash scripts/run-tests.sh
+
+demo:
+	bash scripts/demo.sh
+
+cppcheck:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--suppress=missingIncludeSystem -Isrc src/

@@ -1,0 +1,499 @@
+/*-------------------------------------------------------------------------
+ * apply.c
+ *	  Local side of a sync: target DDL, staging tables, COPY of the remote
+ *	  row stream, and the set-based statements that apply a staged batch.
+ *
+ * Rows arrive as COPY text from a driver and go through PostgreSQL's own
+ * COPY FROM machinery (BeginCopyFrom with a data-source callback, as
+ * logical replication's table sync does): no per-row SPI.  A batch lands in
+ * a temporary staging table and is applied with one INSERT .. ON CONFLICT
+ * that skips rows which did not change (so an unchanged re-sync is a
+ * compare, not a write), and one DELETE for rows gone at the source.
+ *
+ * Runs as the server owner, with SPI connected by the caller.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/copy.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+
+#include "apply.h"
+#include "source.h"
+
+/* State of the COPY data-source callback (it takes no argument). */
+static SourceConn *copy_conn = NULL;
+static const char *copy_pending = NULL;
+static int	copy_pending_len = 0;
+static bool copy_eof = false;
+static int	stage_counter = 0;
+
+static void
+spi_exec(const char *sql, int expect)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "dbsync statement failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+char *
+target_name(SourceConfig *cfg, const char *table)
+{
+	return psprintf("%s.%s", quote_identifier(cfg->target_schema),
+					quote_identifier(table));
+}
+
+static List *
+local_columns(Oid relid)
+{
+	List	   *result = NIL;
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped)
+			result = lappend(result, pstrdup(NameStr(att->attname)));
+	}
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+static bool
+name_in_list(List *list, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+append_name_list(StringInfo buf, List *names, const char *prefix)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, names)
+	{
+		appendStringInfo(buf, "%s%s%s", first ? "" : ", ", prefix,
+						 quote_identifier(lfirst(lc)));
+		first = false;
+	}
+}
+
+/*
+ * Create the target schema and table when missing; add columns that appeared
+ * at the source.  Columns gone at the source stay (their data is kept).
+ * Returns the target's OID and the names of added columns.
+ */
+Oid
+apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
+					 List **added)
+{
+	char	   *target = target_name(cfg, rt->name);
+	Oid			nsp = get_namespace_oid(cfg->target_schema, true);
+	Oid			relid = InvalidOid;
+	StringInfoData sql;
+	ListCell   *lc;
+
+	*added = NIL;
+	initStringInfo(&sql);
+	if (!OidIsValid(nsp))
+		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s",
+						  quote_identifier(cfg->target_schema)), SPI_OK_UTILITY);
+	else
+		relid = get_relname_relid(rt->name, nsp);
+
+	if (!OidIsValid(relid))
+	{
+		appendStringInfo(&sql, "CREATE TABLE %s (", target);
+		foreach(lc, rt->columns)
+		{
+			RemoteColumn *col = lfirst(lc);
+
+			appendStringInfo(&sql, "%s %s%s, ", quote_identifier(col->name),
+							 col->local_type,
+							 name_in_list(pk, col->name) ? " NOT NULL" : "");
+		}
+		appendStringInfoString(&sql, "_dbsync_synced_at timestamptz NOT NULL DEFAULT pg_catalog.now()");
+		if (soft)
+			appendStringInfoString(&sql, ", _dbsync_deleted boolean NOT NULL DEFAULT false");
+		if (pk != NIL)
+		{
+			appendStringInfoString(&sql, ", PRIMARY KEY (");
+			append_name_list(&sql, pk, "");
+			appendStringInfoChar(&sql, ')');
+		}
+		appendStringInfoChar(&sql, ')');
+		spi_exec(sql.data, SPI_OK_UTILITY);
+		CommandCounterIncrement();
+		return RangeVarGetRelid(makeRangeVar(cfg->target_schema, rt->name, -1),
+								NoLock, false);
+	}
+
+	/* schema drift: add what is new at the source */
+	{
+		List	   *have = local_columns(relid);
+
+		foreach(lc, rt->columns)
+		{
+			RemoteColumn *col = lfirst(lc);
+
+			if (name_in_list(have, col->name))
+				continue;
+			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN %s %s", target,
+							  quote_identifier(col->name), col->local_type),
+					 SPI_OK_UTILITY);
+			*added = lappend(*added, col->name);
+		}
+		if (soft && !name_in_list(have, "_dbsync_deleted"))
+			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN _dbsync_deleted boolean NOT NULL DEFAULT false",
+							  target), SPI_OK_UTILITY);
+		CommandCounterIncrement();
+	}
+	return relid;
+}
+
+/* A temporary staging table with these columns; returns its name. */
+char *
+apply_create_stage(List *columns)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	bool		first = true;
+	char	   *name = psprintf("pg_temp.dbsync_stage_%d", ++stage_counter);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TEMP TABLE %s (", name + strlen("pg_temp."));
+	foreach(lc, columns)
+	{
+		RemoteColumn *col = lfirst(lc);
+
+		appendStringInfo(&sql, "%s%s %s", first ? "" : ", ",
+						 quote_identifier(col->name), col->local_type);
+		first = false;
+	}
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	CommandCounterIncrement();
+	return name;
+}
+
+void
+apply_drop_stage(const char *stage)
+{
+	spi_exec(psprintf("DROP TABLE IF EXISTS %s", stage), SPI_OK_UTILITY);
+}
+
+static int
+copy_read_cb(void *outbuf, int minread, int maxread)
+{
+	int			got = 0;
+
+	while (got < maxread)
+	{
+		int			n;
+
+		if (copy_pending_len == 0)
+		{
+			if (copy_eof ||
+				!copy_conn->driver->stream_next(copy_conn, &copy_pending,
+												&copy_pending_len))
+			{
+				copy_eof = true;
+				break;
+			}
+			continue;
+		}
+		n = Min(copy_pending_len, maxread - got);
+		memcpy((char *) outbuf + got, copy_pending, n);
+		copy_pending += n;
+		copy_pending_len -= n;
+		got += n;
+	}
+	return got;
+}
+
+/*
+ * Stream the rows of select_sql from the source straight into relation
+ * "relname" (columns in the same order).  Returns the number of rows.
+ */
+uint64
+apply_copy(SourceConn *conn, const char *select_sql, List *columns,
+		   const char *relname)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(relname));
+	Relation	rel;
+	ParseState *pstate;
+	CopyFromState cstate;
+	List	   *attnames = NIL;
+	List	   *options;
+	ListCell   *lc;
+	uint64		rows;
+
+	foreach(lc, columns)
+		attnames = lappend(attnames, makeString(((RemoteColumn *) lfirst(lc))->name));
+	options = list_make1(makeDefElem("encoding",
+									 (Node *) makeString(unconstify(char *, GetDatabaseEncodingName())), -1));
+
+	conn->driver->stream_start(conn, select_sql, columns);
+	copy_conn = conn;
+	copy_pending = NULL;
+	copy_pending_len = 0;
+	copy_eof = false;
+
+	rel = table_openrv(rv, RowExclusiveLock);
+	pstate = make_parsestate(NULL);
+	pstate->p_sourcetext = select_sql;
+	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL,
+										 false, false);
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_read_cb,
+						   attnames, options);
+	rows = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	free_parsestate(pstate);
+	table_close(rel, NoLock);
+	copy_conn = NULL;
+	CommandCounterIncrement();
+	return rows;
+}
+
+/* How column c is compared: "=" where the type has it, else as text. */
+static char *
+cmp_expr(const char *alias, RemoteColumn *col)
+{
+	if (type_has_equality(col->local_type))
+		return psprintf("%s.%s", alias, quote_identifier(col->name));
+	return psprintf("%s.%s::text", alias, quote_identifier(col->name));
+}
+
+static void
+append_key_match(StringInfo buf, List *pk, const char *a, const char *b)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, pk)
+	{
+		const char *k = quote_identifier(lfirst(lc));
+
+		appendStringInfo(buf, "%s%s.%s = %s.%s", first ? "" : " AND ", a, k, b, k);
+		first = false;
+	}
+}
+
+static void
+append_cmp_list(StringInfo buf, List *columns, const char *alias)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, columns)
+	{
+		appendStringInfo(buf, "%s%s", first ? "" : ", ",
+						 cmp_expr(alias, lfirst(lc)));
+		first = false;
+	}
+}
+
+/*
+ * Upsert the staged rows into the target, keyed by pk.  Rows identical to
+ * the target's are not written.  With dedupe, the last staged row of a key
+ * wins.  Returns the number of rows inserted or updated.
+ */
+int64
+apply_upsert(const char *target, const char *stage, List *columns, List *pk,
+			 bool soft, bool dedupe)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	bool		first = true;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s AS t (", target);
+	foreach(lc, columns)
+		appendStringInfo(&sql, "%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfoString(&sql, "_dbsync_synced_at");
+	if (soft)
+		appendStringInfoString(&sql, ", _dbsync_deleted");
+	appendStringInfoString(&sql, ") SELECT ");
+	if (dedupe)
+	{
+		appendStringInfoString(&sql, "DISTINCT ON (");
+		append_name_list(&sql, pk, "s.");
+		appendStringInfoString(&sql, ") ");
+	}
+	foreach(lc, columns)
+		appendStringInfo(&sql, "s.%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfoString(&sql, "pg_catalog.now()");
+	if (soft)
+		appendStringInfoString(&sql, ", false");
+	appendStringInfo(&sql, " FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s x WHERE ",
+					 stage, target);
+	append_key_match(&sql, pk, "x", "s");
+	appendStringInfoString(&sql, " AND (");
+	append_cmp_list(&sql, columns, "x");
+	if (soft)
+		appendStringInfoString(&sql, ", x._dbsync_deleted");
+	appendStringInfoString(&sql, ") IS NOT DISTINCT FROM (");
+	append_cmp_list(&sql, columns, "s");
+	if (soft)
+		appendStringInfoString(&sql, ", false");
+	appendStringInfoString(&sql, "))");
+	if (dedupe)
+	{
+		appendStringInfoString(&sql, " ORDER BY ");
+		append_name_list(&sql, pk, "s.");
+		appendStringInfoString(&sql, ", s.ctid DESC");
+	}
+	appendStringInfoString(&sql, " ON CONFLICT (");
+	append_name_list(&sql, pk, "");
+	appendStringInfoString(&sql, ") DO UPDATE SET ");
+	foreach(lc, columns)
+	{
+		const char *c = quote_identifier(((RemoteColumn *) lfirst(lc))->name);
+
+		appendStringInfo(&sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", c, c);
+		first = false;
+	}
+	appendStringInfoString(&sql, ", _dbsync_synced_at = EXCLUDED._dbsync_synced_at");
+	if (soft)
+		appendStringInfoString(&sql, ", _dbsync_deleted = false");
+	spi_exec(sql.data, SPI_OK_INSERT);
+	return (int64) SPI_processed;
+}
+
+/*
+ * Delete (or flag, when soft) target rows whose key is not in keystage.
+ * Returns the number of rows deleted or flagged.
+ */
+int64
+apply_delete_missing(const char *target, const char *keystage, List *pk,
+					 bool soft)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	if (soft)
+		appendStringInfo(&sql, "UPDATE %s t SET _dbsync_deleted = true, "
+						 "_dbsync_synced_at = pg_catalog.now() "
+						 "WHERE NOT t._dbsync_deleted AND ", target);
+	else
+		appendStringInfo(&sql, "DELETE FROM %s t WHERE ", target);
+	appendStringInfo(&sql, "NOT EXISTS (SELECT 1 FROM %s s WHERE ", keystage);
+	append_key_match(&sql, pk, "s", "t");
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, soft ? SPI_OK_UPDATE : SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
+/*
+ * Make a table without primary key hold exactly the staged multiset of
+ * rows (duplicates kept): delete the surplus copies, insert the missing
+ * ones.  Nothing is written when both already agree.
+ */
+void
+apply_mirror_multiset(const char *target, const char *stage, List *columns,
+					  int64 *inserted, int64 *deleted)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	int			i;
+	int			n = list_length(columns);
+	bool		first;
+
+	/* delete surplus: per distinct row, the copies beyond the staged count */
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "WITH surplus AS (SELECT d.*, pg_catalog.count(*) AS n FROM (SELECT ");
+	append_cmp_list(&sql, columns, "t");
+	appendStringInfo(&sql, " FROM %s t EXCEPT ALL SELECT ", target);
+	append_cmp_list(&sql, columns, "s");
+	appendStringInfo(&sql, " FROM %s s) d(", stage);
+	for (i = 1; i <= n; i++)
+		appendStringInfo(&sql, "%sc%d", i > 1 ? ", " : "", i);
+	appendStringInfoString(&sql, ") GROUP BY ");
+	for (i = 1; i <= n; i++)
+		appendStringInfo(&sql, "%sc%d", i > 1 ? ", " : "", i);
+	appendStringInfoString(&sql, "), numbered AS (SELECT t.ctid AS tid, ");
+	i = 0;
+	foreach(lc, columns)
+		appendStringInfo(&sql, "%s AS c%d, ", cmp_expr("t", lfirst(lc)), ++i);
+	appendStringInfoString(&sql, "pg_catalog.row_number() OVER (PARTITION BY ");
+	append_cmp_list(&sql, columns, "t");
+	appendStringInfo(&sql, " ORDER BY t.ctid) AS rn FROM %s t) "
+					 "DELETE FROM %s WHERE ctid IN (SELECT nb.tid FROM numbered nb "
+					 "JOIN surplus su ON ", target, target);
+	for (i = 1; i <= n; i++)
+		appendStringInfo(&sql, "%snb.c%d IS NOT DISTINCT FROM su.c%d",
+						 i > 1 ? " AND " : "", i, i);
+	appendStringInfoString(&sql, " WHERE nb.rn <= su.n)");
+	spi_exec(sql.data, SPI_OK_DELETE);
+	*deleted = (int64) SPI_processed;
+	CommandCounterIncrement();
+
+	/* insert what the target lacks */
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s (", target);
+	foreach(lc, columns)
+		appendStringInfo(&sql, "%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfoString(&sql, "_dbsync_synced_at) SELECT ");
+	i = 0;
+	foreach(lc, columns)
+	{
+		RemoteColumn *col = lfirst(lc);
+
+		i++;
+		if (type_has_equality(col->local_type))
+			appendStringInfo(&sql, "m.c%d, ", i);
+		else
+			appendStringInfo(&sql, "m.c%d::%s, ", i, col->local_type);
+	}
+	appendStringInfoString(&sql, "pg_catalog.now() FROM (SELECT ");
+	append_cmp_list(&sql, columns, "s");
+	appendStringInfo(&sql, " FROM %s s EXCEPT ALL SELECT ", stage);
+	append_cmp_list(&sql, columns, "t");
+	appendStringInfo(&sql, " FROM %s t) m(", target);
+	first = true;
+	for (i = 1; i <= n; i++)
+	{
+		appendStringInfo(&sql, "%sc%d", first ? "" : ", ", i);
+		first = false;
+	}
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, SPI_OK_INSERT);
+	*inserted = (int64) SPI_processed;
+}
+
+/* Run a one-value query; returns NULL for a NULL or no row. */
+char *
+apply_query_value(const char *sql)
+{
+	int			rc = SPI_execute(sql, false, 1);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "dbsync query failed (%s): %s", SPI_result_code_string(rc), sql);
+	if (SPI_processed == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}

@@ -1,0 +1,29 @@
+/*-------------------------------------------------------------------------
+ * apply.h
+ *	  Local side of a sync (apply.c): target DDL, staging, COPY, merge.
+ *-------------------------------------------------------------------------
+ */
+#ifndef DBSYNC_APPLY_H
+#define DBSYNC_APPLY_H
+
+#include "dbsync.h"
+
+struct SourceConn;
+
+extern char *target_name(SourceConfig *cfg, const char *table);
+extern Oid	apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk,
+								 bool soft, List **added);
+extern char *apply_create_stage(List *columns);
+extern void apply_drop_stage(const char *stage);
+extern uint64 apply_copy(struct SourceConn *conn, const char *select_sql,
+						 List *columns, const char *relname);
+extern int64 apply_upsert(const char *target, const char *stage, List *columns,
+						  List *pk, bool soft, bool dedupe);
+extern int64 apply_delete_missing(const char *target, const char *keystage,
+								  List *pk, bool soft);
+extern void apply_mirror_multiset(const char *target, const char *stage,
+								  List *columns, int64 *inserted,
+								  int64 *deleted);
+extern char *apply_query_value(const char *sql);
+
+#endif							/* DBSYNC_APPLY_H */

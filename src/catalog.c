@@ -1,0 +1,265 @@
+/*-------------------------------------------------------------------------
+ * catalog.c
+ *	  Per-table configuration and state in dbsync.tables, through SPI.
+ *
+ * The caller has SPI connected.  dbsync.tables is not writable by ordinary
+ * roles, so these functions switch to the bootstrap superuser for their own
+ * fixed statements; no user text is ever spliced into them (every value is
+ * a parameter).  State written here commits or rolls back with the data of
+ * the same table.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "dbsync.h"
+
+/* List of char * -> text[] datum */
+static Datum
+list_to_text_array(List *list)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, list)
+		elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* text[] datum -> List of char * */
+static List *
+text_array_to_list(Datum d)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	List	   *result = NIL;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		if (!nulls[i])
+			result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+/* Run one catalog statement as the bootstrap superuser. */
+static void
+catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+			 const char *nulls, int expect)
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (rc != expect)
+		elog(ERROR, "dbsync catalog statement failed: %s", SPI_result_code_string(rc));
+}
+
+TableState *
+catalog_load(const char *server, const char *table)
+{
+	TableState *st = palloc0(sizeof(TableState));
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	st->enabled = true;
+	catalog_exec("SELECT primary_key_override, cursor_override, enabled, "
+				 "cursor_value, resume_key, rows_total, known_columns "
+				 "FROM dbsync.tables WHERE server = $1 AND table_name = $2",
+				 2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return st;
+	st->exists = true;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	d = SPI_getbinval(tup, desc, 1, &isnull);
+	if (!isnull)
+		st->pk_override = text_array_to_list(d);
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	if (!isnull)
+		st->cursor_override = TextDatumGetCString(d);
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	st->enabled = isnull ? true : DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	if (!isnull)
+		st->cursor_value = TextDatumGetCString(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	if (!isnull)
+		st->resume_key = text_array_to_list(d);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	st->rows_total = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	if (!isnull)
+		st->known_columns = text_array_to_list(d);
+	return st;
+}
+
+/* Make sure a row exists for this table (target names filled in). */
+void
+catalog_ensure(const char *server, const char *table, const char *target_schema)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	values[2] = CStringGetTextDatum(target_schema);
+	catalog_exec("INSERT INTO dbsync.tables (server, table_name, target_schema, target_table) "
+				 "VALUES ($1, $2, $3, $2) ON CONFLICT (server, table_name) "
+				 "DO UPDATE SET target_schema = EXCLUDED.target_schema",
+				 3, types, values, NULL, SPI_OK_INSERT);
+}
+
+static List *
+column_names(RemoteTable *rt)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, rt->columns)
+		names = lappend(names, ((RemoteColumn *) lfirst(lc))->name);
+	return names;
+}
+
+void
+catalog_save_success(const char *server, const char *table, RemoteTable *rt,
+					 const char *cursor_column, const char *cursor_value,
+					 List *resume_key, int64 rows_total, const char *mode,
+					 int64 upserted, int64 deleted)
+{
+	Oid			types[11] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID,
+	TEXTARRAYOID, TEXTARRAYOID, INT8OID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[11];
+	char		nulls[11];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	if (rt->primary_key != NIL)
+		values[2] = list_to_text_array(rt->primary_key);
+	else
+		nulls[2] = 'n';
+	if (cursor_column)
+		values[3] = CStringGetTextDatum(cursor_column);
+	else
+		nulls[3] = 'n';
+	if (cursor_value)
+		values[4] = CStringGetTextDatum(cursor_value);
+	else
+		nulls[4] = 'n';
+	if (resume_key != NIL)
+		values[5] = list_to_text_array(resume_key);
+	else
+		nulls[5] = 'n';
+	values[6] = list_to_text_array(column_names(rt));
+	values[7] = Int64GetDatum(rows_total);
+	values[8] = CStringGetTextDatum(mode);
+	values[9] = Int64GetDatum(upserted);
+	values[10] = Int64GetDatum(deleted);
+	catalog_exec("UPDATE dbsync.tables SET primary_key = $3, cursor_column = $4, "
+				 "cursor_value = $5, resume_key = $6, known_columns = $7, "
+				 "rows_total = $8, last_mode = $9, last_rows_upserted = $10, "
+				 "last_rows_deleted = $11, "
+				 "last_status = 'ok', last_synced_at = pg_catalog.now(), "
+				 "last_error = NULL, last_error_at = NULL, "
+				 "last_row_error_sample = NULL, remote_missing_since = NULL "
+				 "WHERE server = $1 AND table_name = $2",
+				 11, types, values, nulls, SPI_OK_UPDATE);
+}
+
+void
+catalog_save_checkpoint(const char *server, const char *table,
+						List *resume_key, int64 rows_total)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID};
+	Datum		values[4];
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	values[2] = list_to_text_array(resume_key);
+	values[3] = Int64GetDatum(rows_total);
+	catalog_exec("UPDATE dbsync.tables SET resume_key = $3, rows_total = $4, "
+				 "last_status = 'running', last_mode = 'initial' "
+				 "WHERE server = $1 AND table_name = $2",
+				 4, types, values, NULL, SPI_OK_UPDATE);
+}
+
+void
+catalog_save_error(const char *server, const char *table,
+				   const char *target_schema, const char *message,
+				   const char *row_sample)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	values[2] = CStringGetTextDatum(target_schema);
+	values[3] = CStringGetTextDatum(message);
+	if (row_sample)
+		values[4] = CStringGetTextDatum(row_sample);
+	else
+		nulls[4] = 'n';
+	catalog_exec("INSERT INTO dbsync.tables AS t (server, table_name, target_schema, "
+				 "target_table, last_status, last_error, last_error_at, "
+				 "last_row_error_sample) "
+				 "VALUES ($1, $2, $3, $2, 'error', $4, pg_catalog.now(), $5::jsonb) "
+				 "ON CONFLICT (server, table_name) DO UPDATE SET "
+				 "last_status = 'error', last_error = $4, "
+				 "last_error_at = pg_catalog.now(), last_row_error_sample = $5::jsonb",
+				 5, types, values, nulls, SPI_OK_INSERT);
+}
+
+/* A table known from earlier runs is gone at the source: keep its data. */
+void
+catalog_note_missing(const char *server, const char *table)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	catalog_exec("UPDATE dbsync.tables SET remote_missing_since = "
+				 "COALESCE(remote_missing_since, pg_catalog.now()) "
+				 "WHERE server = $1 AND table_name = $2",
+				 2, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/* Remote table names this server has state for. */
+List *
+catalog_known_tables(const char *server)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	List	   *result = NIL;
+	uint64		i;
+
+	values[0] = CStringGetTextDatum(server);
+	catalog_exec("SELECT table_name FROM dbsync.tables WHERE server = $1 "
+				 "ORDER BY table_name", 1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+		result = lappend(result, SPI_getvalue(SPI_tuptable->vals[i],
+											  SPI_tuptable->tupdesc, 1));
+	return result;
+}

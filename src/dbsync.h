@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ * dbsync.h
+ *	  Types shared by the engine, and where each engine function lives.
+ *
+ * Vocabulary:
+ *	 source   a foreign server of the dbsync wrapper (one remote database
+ *			  schema), with its options resolved into a SourceConfig;
+ *	 table    one remote table of a source, mirrored into one local table;
+ *	 cursor   the column (updated_at, created_at...) whose high-water mark
+ *			  lets a run read only what changed;
+ *	 run      one call of dbsync_run(): sources x tables, one subtransaction
+ *			  per table.
+ *
+ * The driver interface (what speaks a wire protocol) is in source.h.
+ *-------------------------------------------------------------------------
+ */
+#ifndef DBSYNC_H
+#define DBSYNC_H
+
+#include "postgres.h"
+#include "nodes/pg_list.h"
+
+/* deletes option */
+typedef enum DeletesMode
+{
+	DELETES_HARD,
+	DELETES_SOFT,
+	DELETES_IGNORE
+} DeletesMode;
+
+/* on_row_error option */
+typedef enum RowErrorMode
+{
+	ROW_ERROR_FAIL,
+	ROW_ERROR_SKIP
+} RowErrorMode;
+
+struct SourceDriver;
+struct SourceConn;
+
+/* A source: server options + the owner's user mapping, validated. */
+typedef struct SourceConfig
+{
+	Oid			serverid;
+	char	   *server_name;
+	Oid			owner;			/* server owner: syncs run as this role */
+	const struct SourceDriver *driver;
+	char	   *source_type;	/* yugabytedb | tidb | postgresql | mysql */
+	char	   *host;
+	int			port;
+	char	   *dbname;
+	char	   *schema;			/* remote schema */
+	char	   *target_schema;	/* local schema */
+	char	   *user;
+	char	   *password;		/* never logged */
+	bool		password_required;	/* owner is not a superuser */
+	char	   *sslmode;		/* PG family */
+	char	   *sslrootcert;
+	char	   *ssl_mode;		/* MySQL family */
+	char	   *ssl_ca;
+	int			connect_timeout;	/* seconds */
+	int			read_timeout;	/* seconds, 0 = none */
+	List	   *tables;			/* patterns (char *), NIL = all */
+	List	   *exclude_tables; /* patterns (char *) */
+	List	   *cursor_columns; /* candidates (char *) in preference order */
+	char	   *lookback;		/* interval text */
+	DeletesMode deletes;
+	RowErrorMode on_row_error;
+	int			batch_size;		/* rows per checkpoint of an initial load */
+	char	   *sync_interval;	/* interval text or NULL */
+	List	   *vector_columns; /* "table.column" (char *) */
+} SourceConfig;
+
+/* How a driver must turn a remote value into COPY text (MySQL family). */
+typedef enum ValueKind
+{
+	VK_PLAIN = 0,				/* copy the text as is (escaped for COPY) */
+	VK_BOOL,					/* tinyint(1): 0 -> f, else t */
+	VK_BIT1,					/* bit(1) -> boolean */
+	VK_BITS,					/* bit(n) -> bit varying, all n bits */
+	VK_BINARY,					/* bytes -> bytea hex */
+	VK_DATE,					/* zero dates -> NULL */
+	VK_DATETIME,				/* zero dates -> NULL */
+	VK_TIME,					/* time -> interval */
+	VK_SET,						/* set -> text[] */
+	VK_JSON,					/* json text, checked locally */
+	VK_VECTOR,					/* [1,2,3] -> vector or real[] */
+	VK_FLOAT,					/* float32 read without rounding */
+	VK_SPATIAL					/* SRID + WKB bytes -> bytea */
+} ValueKind;
+
+/* One remote column and where it goes locally. */
+typedef struct RemoteColumn
+{
+	char	   *name;
+	char	   *remote_type;	/* the source's own spelling */
+	char	   *local_type;		/* candidate local type (SQL), resolved by
+								 * typemap_resolve() to one that exists */
+	char	   *fallback_type;	/* used when local_type does not exist */
+	int			pk_position;	/* 1-based position in the primary key, 0 */
+	ValueKind	kind;
+	int			dims;			/* vector dimensions, 0 = unknown */
+	bool		local_is_vector;	/* resolved to pgvector's vector */
+} RemoteColumn;
+
+/* One remote table as discovery sees it. */
+typedef struct RemoteTable
+{
+	char	   *name;
+	List	   *columns;		/* RemoteColumn *, in ordinal order */
+	List	   *primary_key;	/* char *, in key order; NIL = none */
+} RemoteTable;
+
+/* Per-table configuration and state, as kept in dbsync.tables. */
+typedef struct TableState
+{
+	bool		exists;			/* a catalog row exists */
+	List	   *pk_override;	/* char *; NIL = use discovered key */
+	char	   *cursor_override;	/* NULL = pick from cursor_columns */
+	bool		enabled;
+	char	   *cursor_value;	/* high-water mark, NULL = no incremental
+								 * state yet */
+	List	   *resume_key;		/* char *: last key of an interrupted
+								 * initial load, NIL = none */
+	int64		rows_total;
+	List	   *known_columns;	/* char *: remote columns seen last time */
+} TableState;
+
+/* Result of syncing one table. */
+typedef struct SyncResult
+{
+	const char *mode;			/* full | initial | resume | incremental */
+	int64		rows_upserted;
+	int64		rows_deleted;
+	const char *status;			/* ok | error | skipped */
+	char	   *message;
+	bool		done;			/* false: initial load stopped at a checkpoint */
+} SyncResult;
+
+/* in options.c */
+extern SourceConfig *source_config_get(Oid serverid);
+extern List *split_list_option(const char *value);
+extern Oid	dbsync_fdw_oid(void);
+
+/* in typemap.c */
+extern void typemap_resolve(RemoteTable *table);
+extern bool type_has_equality(const char *local_type);
+
+/* in catalog.c */
+extern TableState *catalog_load(const char *server, const char *table);
+extern void catalog_ensure(const char *server, const char *table,
+						   const char *target_schema);
+extern void catalog_save_success(const char *server, const char *table,
+								 RemoteTable *rt, const char *cursor_column,
+								 const char *cursor_value, List *resume_key,
+								 int64 rows_total, const char *mode,
+								 int64 upserted, int64 deleted);
+extern void catalog_save_error(const char *server, const char *table,
+							   const char *target_schema, const char *message,
+							   const char *row_sample);
+extern void catalog_save_checkpoint(const char *server, const char *table,
+									List *resume_key, int64 rows_total);
+extern void catalog_note_missing(const char *server, const char *table);
+extern List *catalog_known_tables(const char *server);
+
+/* in sync.c */
+extern void sync_table(SourceConfig *cfg, struct SourceConn *conn,
+					   RemoteTable *rt, SyncResult *result);
+extern const char *pick_cursor(SourceConfig *cfg, RemoteTable *rt,
+							   TableState *st);
+extern List *effective_pk(RemoteTable *rt, TableState *st);
+
+/* in run.c */
+extern bool table_selected(SourceConfig *cfg, const char *name);
+
+/* in dbsync.c */
+extern char *dbsync_default_lookback;
+
+#endif							/* DBSYNC_H */

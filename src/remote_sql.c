@@ -1,0 +1,135 @@
+/*-------------------------------------------------------------------------
+ * remote_sql.c
+ *	  Build the remote SELECTs of a sync in the source's dialect.
+ *
+ * The statement shapes are common to both SQL dialects; what differs
+ * (identifier and literal quoting, how a column is read losslessly) comes
+ * from the driver, so every identifier and value that goes into remote SQL
+ * passes through the driver's quote functions here and nowhere else.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#include "source.h"
+
+RemoteColumn *
+find_column(RemoteTable *rt, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, rt->columns)
+	{
+		RemoteColumn *col = lfirst(lc);
+
+		if (strcmp(col->name, name) == 0)
+			return col;
+	}
+	return NULL;
+}
+
+static void
+append_table(StringInfo sql, const SourceDriver *drv, const char *schema,
+			 const char *table)
+{
+	appendStringInfo(sql, "%s.%s", drv->quote_ident(schema),
+					 drv->quote_ident(table));
+}
+
+/* (k1, k2) > (v1, v2): rows after the resume key, in key order. */
+static void
+append_after_key(StringInfo sql, const SourceDriver *drv, List *pk,
+				 List *values)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfoChar(sql, '(');
+	foreach(lc, pk)
+	{
+		appendStringInfo(sql, "%s%s", first ? "" : ", ",
+						 drv->quote_ident(lfirst(lc)));
+		first = false;
+	}
+	appendStringInfoString(sql, ") > (");
+	first = true;
+	foreach(lc, values)
+	{
+		appendStringInfo(sql, "%s%s", first ? "" : ", ",
+						 drv->quote_literal(lfirst(lc)));
+		first = false;
+	}
+	appendStringInfoChar(sql, ')');
+}
+
+char *
+remote_select_sql(const SourceDriver *drv, RemoteQuery *q)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	bool		first = true;
+	const char *conj = " WHERE ";
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	foreach(lc, q->columns)
+	{
+		appendStringInfo(&sql, "%s%s", first ? "" : ", ",
+						 drv->column_expr(lfirst(lc)));
+		first = false;
+	}
+	appendStringInfoString(&sql, " FROM ");
+	append_table(&sql, drv, q->schema, q->table->name);
+
+	if (q->cursor_column && q->cursor_is_null)
+	{
+		appendStringInfo(&sql, "%s%s IS NULL", conj,
+						 drv->quote_ident(q->cursor_column));
+		conj = " AND ";
+	}
+	if (q->cursor_column && q->cursor_lower)
+	{
+		appendStringInfo(&sql, "%s%s >= %s", conj,
+						 drv->quote_ident(q->cursor_column),
+						 drv->quote_literal(q->cursor_lower));
+		conj = " AND ";
+	}
+	if (q->cursor_column && q->cursor_upper)
+	{
+		appendStringInfo(&sql, "%s%s < %s", conj,
+						 drv->quote_ident(q->cursor_column),
+						 drv->quote_literal(q->cursor_upper));
+		conj = " AND ";
+	}
+	if (q->after_key != NIL)
+	{
+		appendStringInfoString(&sql, conj);
+		append_after_key(&sql, drv, q->pk, q->after_key);
+	}
+	if (q->pk != NIL)
+	{
+		first = true;
+		appendStringInfoString(&sql, " ORDER BY ");
+		foreach(lc, q->pk)
+		{
+			appendStringInfo(&sql, "%s%s", first ? "" : ", ",
+							 drv->quote_ident(lfirst(lc)));
+			first = false;
+		}
+	}
+	if (q->limit > 0)
+		appendStringInfo(&sql, " LIMIT " INT64_FORMAT, q->limit);
+	return sql.data;
+}
+
+char *
+remote_count_sql(const SourceDriver *drv, const char *schema, const char *table)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT count(*) FROM ");
+	append_table(&sql, drv, schema, table);
+	return sql.data;
+}

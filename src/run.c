@@ -1,0 +1,660 @@
+/*-------------------------------------------------------------------------
+ * run.c
+ *	  The SQL functions: dbsync_run(), dbsync_discover(), dbsync_set_table(),
+ *	  dbsync_resync().
+ *
+ * A run goes over servers x tables.  Each server is synced as its owner,
+ * with the owner's user mapping.  Each table runs in its own
+ * subtransaction under a non-blocking advisory lock: a failing table is
+ * rolled back and recorded, the others go on; a table another run holds is
+ * reported as skipped.  A cancel or shutdown is never swallowed: it stops
+ * the whole statement.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "apply.h"
+#include "source.h"
+
+PG_FUNCTION_INFO_V1(dbsync_run);
+PG_FUNCTION_INFO_V1(dbsync_discover);
+PG_FUNCTION_INFO_V1(dbsync_set_table);
+PG_FUNCTION_INFO_V1(dbsync_resync);
+
+/* Does "name" match a pattern where % stands for any run of characters? */
+static bool
+like_match(const char *pat, const char *name)
+{
+	if (*pat == '\0')
+		return *name == '\0';
+	if (*pat == '%')
+	{
+		for (;; name++)
+		{
+			if (like_match(pat + 1, name))
+				return true;
+			if (*name == '\0')
+				return false;
+		}
+	}
+	return *name != '\0' && *pat == *name && like_match(pat + 1, name + 1);
+}
+
+static bool
+matches_any(List *patterns, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, patterns)
+	{
+		if (like_match(lfirst(lc), name))
+			return true;
+	}
+	return false;
+}
+
+bool
+table_selected(SourceConfig *cfg, const char *name)
+{
+	if (cfg->tables != NIL && !matches_any(cfg->tables, name))
+		return false;
+	return !matches_any(cfg->exclude_tables, name);
+}
+
+static AclResult
+object_aclcheck_compat(Oid serverid)
+{
+	return pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
+}
+
+/* The caller may use this server: USAGE on it (owners and superusers have it). */
+static void
+check_server_usage(ForeignServer *server)
+{
+	if (object_aclcheck_compat(server->serverid) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for server \"%s\"", server->servername),
+				 errhint("Ask the server's owner to GRANT USAGE ON FOREIGN SERVER %s TO you.",
+						 quote_identifier(server->servername))));
+}
+
+/* Changing a server's sync configuration needs ownership of it. */
+static void
+check_server_owner(ForeignServer *server)
+{
+	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of server \"%s\"", server->servername),
+				 errhint("Run this as the server's owner or a superuser.")));
+}
+
+static ForeignServer *
+dbsync_server_by_name(const char *name)
+{
+	ForeignServer *server = GetForeignServerByName(name, true);
+
+	if (server == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("server \"%s\" does not exist", name),
+				 errhint("Create it with CREATE SERVER %s FOREIGN DATA WRAPPER dbsync OPTIONS (...).",
+						 quote_identifier(name))));
+	if (server->fdwid != dbsync_fdw_oid())
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is not a dbsync server", name),
+				 errhint("dbsync functions take servers of the dbsync foreign-data wrapper.")));
+	return server;
+}
+
+static int
+cmp_cstring(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/* Every dbsync server the current role may use, by name. */
+static List *
+all_servers(void)
+{
+	Relation	rel = table_open(ForeignServerRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tup;
+	Oid			fdw = dbsync_fdw_oid();
+	List	   *result = NIL;
+
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_foreign_server form = (Form_pg_foreign_server) GETSTRUCT(tup);
+
+		if (form->srvfdw == fdw && object_aclcheck_compat(form->oid) == ACLCHECK_OK)
+			result = lappend(result, pstrdup(NameStr(form->srvname)));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	list_sort(result, cmp_cstring);
+	return result;
+}
+
+typedef struct RunOutput
+{
+	ReturnSetInfo *rsinfo;
+	const char *server;
+} RunOutput;
+
+static void
+emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
+	 int64 deleted, TimestampTz started, const char *status,
+	 const char *message)
+{
+	Datum		values[8];
+	bool		nulls[8] = {0};
+	Interval   *dur = palloc0(sizeof(Interval));
+	NameData   *srv = palloc0(sizeof(NameData));
+
+	namestrcpy(srv, out->server);
+	dur->time = GetCurrentTimestamp() - started;
+	values[0] = NameGetDatum(srv);
+	if (table)
+		values[1] = CStringGetTextDatum(table);
+	else
+		nulls[1] = true;
+	if (mode)
+		values[2] = CStringGetTextDatum(mode);
+	else
+		nulls[2] = true;
+	values[3] = Int64GetDatum(upserted);
+	values[4] = Int64GetDatum(deleted);
+	values[5] = IntervalPGetDatum(dur);
+	values[6] = CStringGetTextDatum(status);
+	if (message)
+		values[7] = CStringGetTextDatum(message);
+	else
+		nulls[7] = true;
+	tuplestore_putvalues(out->rsinfo->setResult, out->rsinfo->setDesc, values, nulls);
+}
+
+/* Errors that must stop the whole statement rather than one table. */
+static bool
+is_fatal_interrupt(ErrorData *edata)
+{
+	return edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		edata->sqlerrcode == ERRCODE_CRASH_SHUTDOWN ||
+		edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY;
+}
+
+/* "message: detail (hint)" for dbsync.status and the run's result. */
+static char *
+error_text(ErrorData *edata)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, edata->message);
+	if (edata->detail)
+		appendStringInfo(&buf, "\nDETAIL: %s", edata->detail);
+	if (edata->hint)
+		appendStringInfo(&buf, "\nHINT: %s", edata->hint);
+	return buf.data;
+}
+
+/* A sample of the row a COPY choked on, from the error context. */
+static char *
+row_error_sample(ErrorData *edata)
+{
+	StringInfoData buf;
+
+	if (edata->context == NULL || strstr(edata->context, "COPY ") == NULL)
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"error\": ");
+	escape_json(&buf, edata->message);
+	appendStringInfoString(&buf, ", \"where\": ");
+	escape_json(&buf, edata->context);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* Take the per-table advisory lock without waiting. */
+static bool
+try_lock_table(const char *server, const char *table)
+{
+	LOCKTAG		tag;
+	uint32		k1 = hash_bytes((const unsigned char *) server, strlen(server));
+	uint32		k2 = hash_bytes((const unsigned char *) table, strlen(table));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, k1, k2 ^ 0x6462, 2);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * Sync one table in a subtransaction.  *conn may be replaced (a connection
+ * whose state is unknown after an error is discarded; NULL means reconnect).
+ */
+static void
+run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	TimestampTz started = GetCurrentTimestamp();
+	SyncResult	res = {0};
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (!try_lock_table(cfg->server_name, rt->name))
+		{
+			res.mode = NULL;
+			res.status = "skipped";
+			res.message = "another run is syncing this table";
+		}
+		else
+		{
+			if (*conn == NULL)
+				*conn = source_connect(cfg);
+			sync_table(cfg, *conn, rt, &res);
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+
+		if (*conn)
+			source_discard(*conn);
+		*conn = NULL;
+		if (is_fatal_interrupt(edata))
+			ReThrowError(edata);
+		res.mode = res.mode ? res.mode : NULL;
+		res.status = "error";
+		res.message = error_text(edata);
+		catalog_save_error(cfg->server_name, rt->name, cfg->target_schema,
+						   res.message, row_error_sample(edata));
+	}
+	PG_END_TRY();
+	emit(out, rt->name, res.mode, res.rows_upserted, res.rows_deleted,
+		 started, res.status, res.message);
+}
+
+/* Record a server-level failure (connect, discover) for its tables. */
+static void
+record_server_error(RunOutput *out, SourceConfig *cfg, const char *server,
+					const char *only_table, ErrorData *edata,
+					TimestampTz started)
+{
+	char	   *msg = error_text(edata);
+	List	   *known = NIL;
+	ListCell   *lc;
+
+	if (cfg)
+		known = catalog_known_tables(server);
+	foreach(lc, known)
+	{
+		if (only_table && strcmp(only_table, lfirst(lc)) != 0)
+			continue;
+		catalog_save_error(server, lfirst(lc), cfg->target_schema, msg, NULL);
+	}
+	emit(out, only_table, NULL, 0, 0, started, "error", msg);
+}
+
+static void
+run_server(RunOutput *out, const char *server_name, const char *only_table)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	TimestampTz started = GetCurrentTimestamp();
+	SourceConfig *volatile cfg = NULL;
+	SourceConn *conn = NULL;
+	List	   *volatile tables = NIL;
+	ListCell   *lc;
+	Oid			save_userid;
+	int			save_sec;
+	ForeignServer *server = dbsync_server_by_name(server_name);
+
+	out->server = server_name;
+	check_server_usage(server);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+
+	/* connect and discover; a failure here is recorded for the server */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		cfg = source_config_get(server->serverid);
+		SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		conn = source_connect(cfg);
+		tables = conn->driver->discover(conn);
+		SetUserIdAndSecContext(save_userid, save_sec);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (is_fatal_interrupt(edata))
+			ReThrowError(edata);
+		record_server_error(out, cfg, server_name, only_table, edata, started);
+		return;
+	}
+	PG_END_TRY();
+
+	SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	{
+		List	   *known = catalog_known_tables(cfg->server_name);
+		bool		found = false;
+
+		foreach(lc, tables)
+		{
+			RemoteTable *rt = lfirst(lc);
+
+			if (only_table && strcmp(only_table, rt->name) != 0)
+				continue;
+			if (!only_table && !table_selected(cfg, rt->name))
+				continue;
+			found = true;
+			run_table(out, cfg, &conn, rt);
+		}
+		/* tables gone at the source: keep their data, say so */
+		foreach(lc, known)
+		{
+			const char *name = lfirst(lc);
+			ListCell   *lc2;
+			bool		present = false;
+
+			if (only_table && strcmp(only_table, name) != 0)
+				continue;
+			foreach(lc2, tables)
+			{
+				if (strcmp(((RemoteTable *) lfirst(lc2))->name, name) == 0)
+					present = true;
+			}
+			if (present)
+				continue;
+			found = true;
+			catalog_note_missing(cfg->server_name, name);
+			emit(out, name, NULL, 0, 0, GetCurrentTimestamp(), "skipped",
+				 "table no longer exists at the source; local data kept");
+		}
+		if (only_table && !found)
+			emit(out, only_table, NULL, 0, 0, started, "error",
+				 psprintf("table \"%s\" not found in schema \"%s\" of the source\nHINT: Check the name (it is case sensitive) with dbsync_discover('%s').",
+						  only_table, cfg->schema, server_name));
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (conn)
+		source_close(conn);
+}
+
+Datum
+dbsync_run(PG_FUNCTION_ARGS)
+{
+	RunOutput	out;
+	List	   *servers;
+	ListCell   *lc;
+	const char *only_table = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	InitMaterializedSRF(fcinfo, 0);
+	out.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if (!PG_ARGISNULL(0))
+		servers = list_make1(pstrdup(NameStr(*PG_GETARG_NAME(0))));
+	else
+	{
+		if (only_table)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a table name needs a server name"),
+					 errhint("Call dbsync_run('server', 'table').")));
+		servers = all_servers();
+	}
+
+	SPI_connect();
+	foreach(lc, servers)
+		run_server(&out, lfirst(lc), only_table);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* What a run would do with each table of a server; changes nothing. */
+Datum
+dbsync_discover(PG_FUNCTION_ARGS)
+{
+	const char *server_name = NameStr(*PG_GETARG_NAME(0));
+	ForeignServer *server = dbsync_server_by_name(server_name);
+	ReturnSetInfo *rsinfo;
+	SourceConfig *cfg;
+	SourceConn *conn;
+	List	   *tables;
+	ListCell   *lc;
+	Oid			save_userid;
+	int			save_sec;
+
+	check_server_usage(server);
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	cfg = source_config_get(server->serverid);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	conn = source_connect(cfg);
+	tables = conn->driver->discover(conn);
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	SPI_connect();
+	foreach(lc, tables)
+	{
+		RemoteTable *rt = lfirst(lc);
+		TableState *st;
+		Datum		values[9];
+		bool		nulls[9] = {0};
+		Datum	   *names;
+		Datum	   *rtypes;
+		Datum	   *ltypes;
+		int			n = list_length(rt->columns);
+		int			i = 0;
+		ListCell   *lc2;
+		List	   *pk;
+		const char *cursor;
+		Oid			target;
+
+		if (!table_selected(cfg, rt->name))
+			continue;
+		st = catalog_load(cfg->server_name, rt->name);
+		typemap_resolve(rt);
+		names = palloc(sizeof(Datum) * n);
+		rtypes = palloc(sizeof(Datum) * n);
+		ltypes = palloc(sizeof(Datum) * n);
+		foreach(lc2, rt->columns)
+		{
+			RemoteColumn *col = lfirst(lc2);
+
+			names[i] = CStringGetTextDatum(col->name);
+			rtypes[i] = CStringGetTextDatum(col->remote_type);
+			ltypes[i] = CStringGetTextDatum(col->local_type);
+			i++;
+		}
+		pk = effective_pk(rt, st);
+		cursor = pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
+		target = get_relname_relid(rt->name, get_namespace_oid(cfg->target_schema, true));
+
+		values[0] = CStringGetTextDatum(rt->name);
+		if (OidIsValid(target))
+			values[1] = ObjectIdGetDatum(target);
+		else
+			nulls[1] = true;
+		values[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[3] = PointerGetDatum(construct_array(rtypes, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[4] = PointerGetDatum(construct_array(ltypes, n, TEXTOID, -1, false, TYPALIGN_INT));
+		if (pk != NIL)
+		{
+			Datum	   *k = palloc(sizeof(Datum) * list_length(pk));
+
+			i = 0;
+			foreach(lc2, pk)
+				k[i++] = CStringGetTextDatum(lfirst(lc2));
+			values[5] = PointerGetDatum(construct_array(k, i, TEXTOID, -1, false, TYPALIGN_INT));
+		}
+		else
+			nulls[5] = true;
+		if (cursor)
+			values[6] = CStringGetTextDatum(cursor);
+		else
+			nulls[6] = true;
+		values[7] = CStringGetTextDatum(!st->enabled ? "disabled" :
+										cursor == NULL ? "full" :
+										st->cursor_value == NULL ? "initial" : "incremental");
+		values[8] = CStringGetTextDatum(conn->flavor ? conn->flavor : "");
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	source_close(conn);
+	return (Datum) 0;
+}
+
+/*
+ * dbsync_set_table(server, table, primary_key, cursor_column, enabled):
+ * NULL keeps a setting; '{}' / '' resets it to what discovery finds.  A
+ * changed key or cursor makes the next run re-read the table.
+ */
+Datum
+dbsync_set_table(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server;
+	SourceConfig *cfg;
+	const char *table;
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			rc;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server and table name must not be NULL"),
+				 errhint("Call dbsync_set_table('server', 'table', primary_key => '{id}').")));
+	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
+	check_server_owner(server);
+	cfg = source_config_get(server->serverid);
+	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	values[0] = CStringGetTextDatum(server->servername);
+	values[1] = CStringGetTextDatum(table);
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n';
+	else
+		values[2] = PG_GETARG_DATUM(2);
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n';
+	else
+		values[3] = PG_GETARG_DATUM(3);
+	if (PG_ARGISNULL(4))
+		nulls[4] = 'n';
+	else
+		values[4] = PG_GETARG_DATUM(4);
+
+	SPI_connect();
+	catalog_ensure(server->servername, table, cfg->target_schema);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute_with_args(
+							   "UPDATE dbsync.tables SET "
+							   "primary_key_override = CASE WHEN $3 IS NULL THEN primary_key_override "
+							   "  WHEN pg_catalog.cardinality($3) = 0 THEN NULL ELSE $3 END, "
+							   "cursor_override = CASE WHEN $4 IS NULL THEN cursor_override "
+							   "  WHEN $4 = '' THEN NULL ELSE $4 END, "
+							   "enabled = COALESCE($5, enabled), "
+							   "cursor_value = CASE WHEN $3 IS NULL AND $4 IS NULL THEN cursor_value END, "
+							   "resume_key = CASE WHEN $3 IS NULL AND $4 IS NULL THEN resume_key END "
+							   "WHERE server = $1 AND table_name = $2",
+							   5, types, values, nulls, false, 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not update dbsync.tables");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Forget the sync state of one table or of all tables of a server. */
+Datum
+dbsync_resync(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	int			rc;
+	int64		n;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server name must not be NULL"),
+				 errhint("Call dbsync_resync('server') or dbsync_resync('server', 'table').")));
+	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
+	check_server_owner(server);
+	values[0] = CStringGetTextDatum(server->servername);
+	if (PG_ARGISNULL(1))
+		nulls[1] = 'n';
+	else
+		values[1] = PG_GETARG_DATUM(1);
+
+	SPI_connect();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute_with_args("UPDATE dbsync.tables SET cursor_value = NULL, "
+							   "resume_key = NULL WHERE server = $1 "
+							   "AND ($2 IS NULL OR table_name = $2)",
+							   2, types, values, nulls, false, 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not update dbsync.tables");
+	n = (int64) SPI_processed;
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}

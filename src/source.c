@@ -1,0 +1,187 @@
+/*-------------------------------------------------------------------------
+ * source.c
+ *	  Driver selection, the registry of open remote connections, and small
+ *	  helpers every driver shares (interruptible socket wait, COPY escaping).
+ *
+ * Open connections are registered so that a transaction abort (an error
+ * that escaped, a cancel, a terminated backend) closes them: a remote
+ * connection whose state is unknown is never reused.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+
+#include "source.h"
+
+static SourceConn *open_conns = NULL;
+static bool xact_callback_registered = false;
+
+/* Map a source_type option value to its driver. */
+const SourceDriver *
+source_driver_for(const char *source_type)
+{
+	if (strcmp(source_type, "yugabytedb") == 0 ||
+		strcmp(source_type, "postgresql") == 0)
+		return &pg_driver;
+	if (strcmp(source_type, "tidb") == 0 ||
+		strcmp(source_type, "mysql") == 0)
+		return &mysql_driver;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("unknown source_type \"%s\"", source_type),
+			 errhint("Valid values are: yugabytedb, tidb, postgresql, mysql.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+static void
+unregister(SourceConn *conn)
+{
+	SourceConn **p;
+
+	for (p = &open_conns; *p; p = &(*p)->next)
+	{
+		if (*p == conn)
+		{
+			*p = conn->next;
+			conn->next = NULL;
+			return;
+		}
+	}
+}
+
+/* Abort: close every open connection (cancel what still runs). */
+static void
+source_xact_callback(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	while (open_conns)
+	{
+		SourceConn *c = open_conns;
+
+		open_conns = c->next;
+		c->next = NULL;
+		c->driver->close(c, c->busy);
+	}
+}
+
+void
+source_init(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(source_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+void
+source_register(SourceConn *conn)
+{
+	source_init();
+	conn->next = open_conns;
+	open_conns = conn;
+}
+
+/* Connect to a source through its driver; the connection is registered. */
+SourceConn *
+source_connect(SourceConfig *cfg)
+{
+	SourceConn *conn = cfg->driver->connect(cfg);
+
+	conn->driver = cfg->driver;
+	conn->cfg = cfg;
+	source_register(conn);
+	return conn;
+}
+
+/* Close a healthy connection. */
+void
+source_close(SourceConn *conn)
+{
+	if (conn == NULL)
+		return;
+	unregister(conn);
+	conn->driver->close(conn, conn->busy);
+}
+
+/* Drop a connection whose state is unknown: cancel what runs, then close. */
+void
+source_discard(SourceConn *conn)
+{
+	if (conn == NULL)
+		return;
+	unregister(conn);
+	conn->driver->close(conn, true);
+}
+
+/*
+ * Wait until sock is readable (or writable), the latch is set, or timeout_ms
+ * passes (-1 = no timeout); process interrupts.  A timeout is an ERROR: the
+ * caller asked for a bounded wait (read_timeout, connect_timeout).
+ */
+void
+source_check_interrupts_wait(int sock, bool want_write, long timeout_ms,
+							 uint32 wait_event)
+{
+	int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+		(want_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE);
+	int			rc;
+
+	if (timeout_ms >= 0)
+		events |= WL_TIMEOUT;
+	rc = WaitLatchOrSocket(MyLatch, events, sock, timeout_ms, wait_event);
+	if (rc & WL_LATCH_SET)
+	{
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if ((rc & WL_TIMEOUT) && !(rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("timed out waiting for the source after %ld ms", timeout_ms),
+				 errhint("Check that the source is reachable and responsive, or raise the server's \"connect_timeout\" or \"read_timeout\" option.")));
+}
+
+/* Append s[0..len) to buf escaped for COPY text format. */
+void
+copy_append_escaped(StringInfo buf, const char *s, size_t len)
+{
+	const char *end = s + len;
+	const char *start = s;
+
+	enlargeStringInfo(buf, (int) len + 2);
+	for (; s < end; s++)
+	{
+		char		c = *s;
+		const char *rep = NULL;
+
+		switch (c)
+		{
+			case '\\':
+				rep = "\\\\";
+				break;
+			case '\t':
+				rep = "\\t";
+				break;
+			case '\n':
+				rep = "\\n";
+				break;
+			case '\r':
+				rep = "\\r";
+				break;
+			default:
+				continue;
+		}
+		if (s > start)
+			appendBinaryStringInfo(buf, start, s - start);
+		appendStringInfoString(buf, rep);
+		start = s + 1;
+	}
+	if (end > start)
+		appendBinaryStringInfo(buf, start, end - start);
+}

@@ -1,0 +1,116 @@
+/*-------------------------------------------------------------------------
+ * source.h
+ *	  The driver interface: everything that speaks a remote wire protocol.
+ *
+ * A driver connects to a source, discovers its tables, runs read-only
+ * queries inside one consistent snapshot, and streams the rows of a SELECT
+ * as PostgreSQL COPY text (tab-separated, \N for NULL, backslash escapes,
+ * one row per line) in the column order it was asked for.  It never touches
+ * local tables; the engine never sees a PGconn or a MYSQL handle.
+ *
+ * Every driver function may throw (ereport ERROR).  Waits on the network
+ * are interruptible: drivers wait with WaitLatchOrSocket() and call
+ * CHECK_FOR_INTERRUPTS(); when an error escapes while a query runs, the
+ * engine calls source_discard(), which cancels the remote query and closes
+ * the connection.
+ *-------------------------------------------------------------------------
+ */
+#ifndef DBSYNC_SOURCE_H
+#define DBSYNC_SOURCE_H
+
+#include "dbsync.h"
+#include "lib/stringinfo.h"
+
+/* Common head of every driver's connection struct. */
+typedef struct SourceConn
+{
+	const struct SourceDriver *driver;
+	SourceConfig *cfg;
+	char	   *flavor;			/* e.g. "YugabyteDB 2.25", "TiDB v7.5.1" */
+	bool		busy;			/* a query or stream is in progress */
+	bool		in_snapshot;	/* a remote read transaction is open */
+	struct SourceConn *next;	/* registry of open connections */
+} SourceConn;
+
+typedef struct SourceDriver
+{
+	const char *name;			/* "postgresql" or "mysql" */
+
+	/* Connect with cfg's options and pin the session (UTC, encoding...). */
+	SourceConn *(*connect) (SourceConfig *cfg);
+
+	/* Cancel whatever runs (best effort, bounded) and free the connection. */
+	void		(*close) (SourceConn *conn, bool cancel_running);
+
+	/*
+	 * Discover the tables of cfg->schema: columns in ordinal order, with
+	 * remote type, candidate local type and primary key position.  Views and
+	 * partitions are left out.  Returns a List of RemoteTable *, sorted by
+	 * name.
+	 */
+	List	   *(*discover) (SourceConn *conn);
+
+	/* Open / close a consistent read-only snapshot. */
+	void		(*begin_snapshot) (SourceConn *conn);
+	void		(*end_snapshot) (SourceConn *conn);
+
+	/* Dialect: quote an identifier / a string literal (palloc'd). */
+	char	   *(*quote_ident) (const char *ident);
+	char	   *(*quote_literal) (const char *value);
+
+	/* Expression that reads a column so that its text form is lossless. */
+	char	   *(*column_expr) (RemoteColumn *col);
+
+	/* Run a query returning one value (first column of first row) or NULL. */
+	char	   *(*query_value) (SourceConn *conn, const char *sql);
+
+	/*
+	 * Start streaming the rows of a SELECT whose select list is exactly
+	 * "columns" (RemoteColumn *), then pull COPY text chunks until it
+	 * returns false.  A chunk holds whole rows; it stays valid until the
+	 * next call.  End of data is checked for errors: a stream cut short is
+	 * an ERROR, never a short read.
+	 */
+	void		(*stream_start) (SourceConn *conn, const char *select_sql,
+								 List *columns);
+	bool		(*stream_next) (SourceConn *conn, const char **data, int *len);
+} SourceDriver;
+
+/* in source.c */
+extern const SourceDriver *source_driver_for(const char *source_type);
+extern SourceConn *source_connect(SourceConfig *cfg);
+extern void source_close(SourceConn *conn);
+extern void source_discard(SourceConn *conn);
+extern void source_register(SourceConn *conn);
+extern void source_init(void);
+extern void source_check_interrupts_wait(int sock, bool want_write,
+										 long timeout_ms, uint32 wait_event);
+extern void copy_append_escaped(StringInfo buf, const char *s, size_t len);
+
+/* in source_pg.c */
+extern const SourceDriver pg_driver;
+
+/* in source_mysql.c */
+extern const SourceDriver mysql_driver;
+
+/* in remote_sql.c: SELECT text built with the driver's dialect */
+typedef struct RemoteQuery
+{
+	const char *schema;
+	RemoteTable *table;
+	List	   *columns;		/* RemoteColumn * to read, in order */
+	const char *cursor_column;	/* NULL: no cursor filter */
+	const char *cursor_lower;	/* cursor >= this literal value */
+	const char *cursor_upper;	/* cursor < this literal value, or NULL */
+	bool		cursor_is_null; /* only rows whose cursor IS NULL */
+	List	   *pk;				/* char *: order by these */
+	List	   *after_key;		/* char *: values; rows with pk > these */
+	int64		limit;			/* 0 = no limit */
+} RemoteQuery;
+
+extern char *remote_select_sql(const SourceDriver *drv, RemoteQuery *q);
+extern char *remote_count_sql(const SourceDriver *drv, const char *schema,
+							  const char *table);
+extern RemoteColumn *find_column(RemoteTable *rt, const char *name);
+
+#endif							/* DBSYNC_SOURCE_H */

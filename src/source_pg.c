@@ -1,0 +1,505 @@
+/*-------------------------------------------------------------------------
+ * source_pg.c
+ *	  The PostgreSQL-family driver (YugabyteDB YSQL, PostgreSQL) over libpq.
+ *
+ * Every wait on the network goes through source_check_interrupts_wait(), so
+ * a cancel, statement_timeout or shutdown interrupts a sync blocked on a
+ * slow or frozen source.  Rows are streamed with COPY (SELECT ...) TO STDOUT
+ * in text format, which is already the engine's row format.
+ *
+ * Catalog queries use only what PostgreSQL 11 has (YugabyteDB 2024.x and
+ * earlier are PG 11 based).
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "libpq-fe.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "source.h"
+
+typedef struct PgConn
+{
+	SourceConn	base;
+	PGconn	   *conn;
+	char	   *copy_row;		/* last row handed out, PQfreemem'd next */
+	const char *sql;			/* statement in progress, for errors */
+} PgConn;
+
+static void pg_close(SourceConn *sconn, bool cancel_running);
+
+/* Report a failed remote operation, forwarding the remote SQLSTATE. */
+static void
+pg_report(PgConn *pc, PGresult *res, const char *what, const char *sql)
+{
+	const char *server = pc->base.cfg->server_name;
+	char	   *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	char	   *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	char	   *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	char	   *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+	int			code = ERRCODE_CONNECTION_FAILURE;
+	char	   *msg;
+
+	if (sqlstate && strlen(sqlstate) == 5)
+		code = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+							 sqlstate[3], sqlstate[4]);
+	msg = pstrdup(primary ? primary : PQerrorMessage(pc->conn));
+	if (res)
+		PQclear(res);
+	/* the stream state is unknown from here on */
+	pc->base.busy = true;
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("could not %s on source \"%s\"", what, server),
+			 errdetail_internal("%s%s%s", pchomp(msg),
+								detail ? " " : "", detail ? detail : ""),
+			 errhint("%s", hint ? hint :
+					 "Check that the source is up and that the server's options and user mapping are right."),
+			 sql ? errcontext("remote SQL command: %s", sql) : 0));
+}
+
+/* Wait for the socket, honouring read_timeout. */
+static void
+pg_wait(PgConn *pc, bool want_write)
+{
+	int			t = pc->base.cfg->read_timeout;
+
+	source_check_interrupts_wait(PQsocket(pc->conn), want_write,
+								 t > 0 ? t * 1000L : -1L, PG_WAIT_EXTENSION);
+}
+
+/* Collect every result of the command in progress; error on failure. */
+static PGresult *
+pg_get_last_result(PgConn *pc, const char *what, const char *sql)
+{
+	PGresult   *last = NULL;
+
+	for (;;)
+	{
+		PGresult   *res;
+
+		while (PQisBusy(pc->conn))
+		{
+			pg_wait(pc, false);
+			if (!PQconsumeInput(pc->conn))
+			{
+				if (last)
+					PQclear(last);
+				pg_report(pc, NULL, what, sql);
+			}
+		}
+		res = PQgetResult(pc->conn);
+		if (res == NULL)
+			break;
+		if (last)
+			PQclear(last);
+		last = res;
+		if (PQresultStatus(res) == PGRES_COPY_OUT)
+			return res;			/* the caller streams from here */
+	}
+	if (last == NULL ||
+		(PQresultStatus(last) != PGRES_COMMAND_OK &&
+		 PQresultStatus(last) != PGRES_TUPLES_OK))
+		pg_report(pc, last, what, sql);
+	return last;
+}
+
+static PGresult *
+pg_exec(PgConn *pc, const char *sql, const char *what)
+{
+	PGresult   *res;
+
+	pc->base.busy = true;
+	if (!PQsendQuery(pc->conn, sql))
+		pg_report(pc, NULL, what, sql);
+	res = pg_get_last_result(pc, what, sql);
+	pc->base.busy = false;
+	return res;
+}
+
+static void
+pg_command(PgConn *pc, const char *sql, const char *what)
+{
+	PQclear(pg_exec(pc, sql, what));
+}
+
+static SourceConn *
+pg_connect(SourceConfig *cfg)
+{
+	const char *keys[16];
+	const char *vals[16];
+	int			n = 0;
+	char		portbuf[16];
+	char		tobuf[16];
+	PgConn	   *pc;
+	volatile PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	TimestampTz deadline;
+
+	snprintf(portbuf, sizeof(portbuf), "%d", cfg->port);
+	snprintf(tobuf, sizeof(tobuf), "%d", cfg->connect_timeout);
+	keys[n] = "host"; vals[n++] = cfg->host;
+	keys[n] = "port"; vals[n++] = portbuf;
+	keys[n] = "dbname"; vals[n++] = cfg->dbname;
+	keys[n] = "user"; vals[n++] = cfg->user;
+	if (cfg->password)
+	{
+		keys[n] = "password"; vals[n++] = cfg->password;
+	}
+	if (cfg->password_required)
+	{
+		/* no .pgpass or service file may stand in for the password */
+		keys[n] = "passfile"; vals[n++] = "/dev/null";
+	}
+	keys[n] = "sslmode"; vals[n++] = cfg->sslmode ? cfg->sslmode : "prefer";
+	if (cfg->sslrootcert)
+	{
+		keys[n] = "sslrootcert"; vals[n++] = cfg->sslrootcert;
+	}
+	keys[n] = "connect_timeout"; vals[n++] = tobuf;
+	keys[n] = "application_name"; vals[n++] = "dbsync";
+	keys[n] = "client_encoding"; vals[n++] = GetDatabaseEncodingName();
+	keys[n] = NULL; vals[n] = NULL;
+
+	if (!AcquireExternalFD())
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to source \"%s\": out of file descriptors",
+						cfg->server_name),
+				 errhint("Raise the server's \"max_files_per_process\" setting.")));
+
+	pc = MemoryContextAllocZero(TopMemoryContext, sizeof(PgConn));
+	pc->base.cfg = cfg;
+	pc->conn = PQconnectStartParams(keys, vals, false);
+	deadline = GetCurrentTimestamp() +
+		(TimestampTz) (cfg->connect_timeout > 0 ? cfg->connect_timeout : 3600) * USECS_PER_SEC;
+
+	PG_TRY();
+	{
+		if (pc->conn == NULL || PQstatus(pc->conn) == CONNECTION_BAD)
+			st = PGRES_POLLING_FAILED;
+		while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED)
+		{
+			long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+
+			if (left <= 0)
+				left = 1;
+			source_check_interrupts_wait(PQsocket(pc->conn),
+										 st == PGRES_POLLING_WRITING, left,
+										 PG_WAIT_EXTENSION);
+			st = PQconnectPoll(pc->conn);
+		}
+		if (st == PGRES_POLLING_FAILED)
+			ereport(ERROR,
+					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+					 errmsg("could not connect to source \"%s\"", cfg->server_name),
+					 errdetail_internal("%s", pc->conn ? pchomp(pstrdup(PQerrorMessage(pc->conn))) : "out of memory"),
+					 errhint("Check the server's host, port and dbname options and the user mapping's user and password, and that the source accepts connections from this host.")));
+		if (cfg->password_required && !PQconnectionUsedPassword(pc->conn))
+			ereport(ERROR,
+					(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+					 errmsg("password is required for source \"%s\"", cfg->server_name),
+					 errdetail("Non-superuser server owners cannot connect if the source does not ask for a password."),
+					 errhint("Configure the source to require password authentication for this user.")));
+
+		/* Pin the session: what the engine parses must not depend on it. */
+		pg_command(pc, "SET search_path = pg_catalog; SET timezone = 'UTC'; "
+				   "SET datestyle = 'ISO'; SET intervalstyle = 'postgres'; "
+				   "SET extra_float_digits = 3; SET bytea_output = 'hex'",
+				   "configure the session");
+		{
+			PGresult   *res = pg_exec(pc, "SELECT pg_catalog.version()", "read the version");
+			const char *v = PQgetvalue(res, 0, 0);
+			const char *yb = strstr(v, "-YB-");
+
+			if (yb)
+			{
+				/* "PostgreSQL 11.2-YB-2024.2.0.0-b0 on ..." */
+				char	   *ver = pstrdup(yb + 4);
+
+				ver[strcspn(ver, " ")] = '\0';
+				pc->base.flavor = MemoryContextStrdup(TopMemoryContext,
+													  psprintf("YugabyteDB %s", ver));
+			}
+			else
+				pc->base.flavor = MemoryContextStrdup(TopMemoryContext,
+													  psprintf("PostgreSQL %s",
+															   PQparameterStatus(pc->conn, "server_version")));
+			PQclear(res);
+		}
+	}
+	PG_CATCH();
+	{
+		pg_close(&pc->base, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return &pc->base;
+}
+
+/*
+ * Cancel the running query with a deadline.  libpq 15's PQcancel waits for
+ * the remote postmaster without a timeout (a frozen source would hang us),
+ * so the request is sent from a short-lived child process we can give up on.
+ */
+static void
+pg_cancel(PgConn *pc, int timeout_ms)
+{
+	PGcancel   *cancel = PQgetCancel(pc->conn);
+	pid_t		child;
+	int			waited = 0;
+
+	if (cancel == NULL)
+		return;
+	child = fork();
+	if (child == 0)
+	{
+		char		errbuf[256];
+
+		_exit(PQcancel(cancel, errbuf, sizeof(errbuf)) ? 0 : 1);
+	}
+	if (child > 0)
+	{
+		int			status;
+
+		while (waitpid(child, &status, WNOHANG) == 0)
+		{
+			if (waited >= timeout_ms)
+			{
+				kill(child, SIGKILL);
+				waitpid(child, &status, 0);
+				break;
+			}
+			pg_usleep(10000L);
+			waited += 10;
+		}
+	}
+	PQfreeCancel(cancel);
+}
+
+/* Free the connection; never throws (it runs during abort). */
+static void
+pg_close(SourceConn *sconn, bool cancel_running)
+{
+	PgConn	   *pc = (PgConn *) sconn;
+
+	if (pc->copy_row)
+		PQfreemem(pc->copy_row);
+	pc->copy_row = NULL;
+	if (pc->conn)
+	{
+		if (cancel_running && PQtransactionStatus(pc->conn) == PQTRANS_ACTIVE)
+			pg_cancel(pc, 1000);
+		PQfinish(pc->conn);
+		ReleaseExternalFD();
+	}
+	pc->conn = NULL;
+	if (pc->base.flavor)
+		pfree(pc->base.flavor);
+	pfree(pc);
+}
+
+static char *
+pg_quote_ident(const char *ident)
+{
+	return pstrdup(quote_identifier(ident));
+}
+
+static char *
+pg_quote_literal(const char *value)
+{
+	return quote_literal_cstr(value);
+}
+
+static char *
+pg_column_expr(RemoteColumn *col)
+{
+	return pg_quote_ident(col->name);
+}
+
+/* Tables of the remote schema: one catalog query, PG 11 compatible. */
+static List *
+pg_discover(SourceConn *sconn)
+{
+	PgConn	   *pc = (PgConn *) sconn;
+	char	   *sql;
+	PGresult   *res;
+	List	   *tables = NIL;
+	RemoteTable *cur = NULL;
+	int			i;
+
+	sql = psprintf("SELECT c.relname, a.attname, "
+				   "pg_catalog.format_type(a.atttypid, a.atttypmod), "
+				   "pg_catalog.array_position(con.conkey, a.attnum) "
+				   "FROM pg_catalog.pg_class c "
+				   "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+				   "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+				   "AND a.attnum > 0 AND NOT a.attisdropped "
+				   "LEFT JOIN pg_catalog.pg_constraint con ON con.conrelid = c.oid "
+				   "AND con.contype = 'p' "
+				   "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') "
+				   "AND NOT c.relispartition "
+				   "ORDER BY c.relname COLLATE \"C\", a.attnum",
+				   quote_literal_cstr(sconn->cfg->schema));
+	res = pg_exec(pc, sql, "discover tables");
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		const char *relname = PQgetvalue(res, i, 0);
+		RemoteColumn *col = palloc0(sizeof(RemoteColumn));
+
+		if (cur == NULL || strcmp(cur->name, relname) != 0)
+		{
+			cur = palloc0(sizeof(RemoteTable));
+			cur->name = pstrdup(relname);
+			tables = lappend(tables, cur);
+		}
+		col->name = pstrdup(PQgetvalue(res, i, 1));
+		col->remote_type = pstrdup(PQgetvalue(res, i, 2));
+		col->local_type = col->remote_type;
+		col->fallback_type = "text";
+		col->kind = VK_PLAIN;
+		col->pk_position = PQgetisnull(res, i, 3) ? 0 : atoi(PQgetvalue(res, i, 3));
+		cur->columns = lappend(cur->columns, col);
+	}
+	PQclear(res);
+
+	/* primary key column names in key order */
+	{
+		ListCell   *lc;
+
+		foreach(lc, tables)
+		{
+			RemoteTable *t = lfirst(lc);
+			int			pos;
+
+			for (pos = 1;; pos++)
+			{
+				ListCell   *lc2;
+				char	   *name = NULL;
+
+				foreach(lc2, t->columns)
+				{
+					RemoteColumn *col = lfirst(lc2);
+
+					if (col->pk_position == pos)
+						name = col->name;
+				}
+				if (name == NULL)
+					break;
+				t->primary_key = lappend(t->primary_key, name);
+			}
+		}
+	}
+	return tables;
+}
+
+static void
+pg_begin_snapshot(SourceConn *sconn)
+{
+	pg_command((PgConn *) sconn,
+			   "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+			   "start a read transaction");
+	sconn->in_snapshot = true;
+}
+
+static void
+pg_end_snapshot(SourceConn *sconn)
+{
+	if (!sconn->in_snapshot)
+		return;
+	pg_command((PgConn *) sconn, "COMMIT", "end the read transaction");
+	sconn->in_snapshot = false;
+}
+
+static char *
+pg_query_value(SourceConn *sconn, const char *sql)
+{
+	PGresult   *res = pg_exec((PgConn *) sconn, sql, "run a query");
+	char	   *v = NULL;
+
+	if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+		v = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+static void
+pg_stream_start(SourceConn *sconn, const char *select_sql, List *columns)
+{
+	PgConn	   *pc = (PgConn *) sconn;
+	char	   *sql = psprintf("COPY (%s) TO STDOUT", select_sql);
+	PGresult   *res;
+
+	sconn->busy = true;
+	pc->sql = sql;
+	if (!PQsendQuery(pc->conn, sql))
+		pg_report(pc, NULL, "read rows", sql);
+	res = pg_get_last_result(pc, "read rows", sql);
+	if (PQresultStatus(res) != PGRES_COPY_OUT)
+		pg_report(pc, res, "read rows", sql);
+	PQclear(res);
+}
+
+static bool
+pg_stream_next(SourceConn *sconn, const char **data, int *len)
+{
+	PgConn	   *pc = (PgConn *) sconn;
+
+	if (pc->copy_row)
+	{
+		PQfreemem(pc->copy_row);
+		pc->copy_row = NULL;
+	}
+	for (;;)
+	{
+		int			n = PQgetCopyData(pc->conn, &pc->copy_row, 1);
+
+		if (n > 0)
+		{
+			*data = pc->copy_row;
+			*len = n;
+			return true;
+		}
+		if (n == 0)
+		{
+			pg_wait(pc, false);
+			if (!PQconsumeInput(pc->conn))
+				pg_report(pc, NULL, "read rows", pc->sql);
+			continue;
+		}
+		if (n == -1)
+		{
+			/* end of data: the command's own status says if it completed */
+			PGresult   *res = pg_get_last_result(pc, "read rows", pc->sql);
+
+			PQclear(res);
+			sconn->busy = false;
+			return false;
+		}
+		pg_report(pc, NULL, "read rows", pc->sql);
+	}
+}
+
+const SourceDriver pg_driver = {
+	.name = "postgresql",
+	.connect = pg_connect,
+	.close = pg_close,
+	.discover = pg_discover,
+	.begin_snapshot = pg_begin_snapshot,
+	.end_snapshot = pg_end_snapshot,
+	.quote_ident = pg_quote_ident,
+	.quote_literal = pg_quote_literal,
+	.column_expr = pg_column_expr,
+	.query_value = pg_query_value,
+	.stream_start = pg_stream_start,
+	.stream_next = pg_stream_next,
+};

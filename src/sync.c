@@ -1,0 +1,369 @@
+/*-------------------------------------------------------------------------
+ * sync.c
+ *	  One table's sync: full, initial load, incremental.
+ *
+ * Modes:
+ *	 full         no cursor column (or no primary key, or new columns that
+ *				  must be backfilled): read the whole table, upsert what
+ *				  differs, delete what is gone;
+ *	 initial      first load of a cursor table: straight COPY into an empty
+ *				  target, or a full merge into a non-empty one;
+ *	 incremental  rows with cursor >= last cursor - lookback, plus rows whose
+ *				  cursor is NULL; deletes found by primary-key
+ *				  reconciliation when the row counts disagree.
+ *
+ * Everything one table writes (rows and its dbsync.tables state) happens in
+ * the caller's subtransaction and commits together.  Values that reach
+ * text (cursor values, bounds) are produced with DateStyle ISO, TimeZone
+ * UTC and full float precision whatever the session says.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "apply.h"
+#include "source.h"
+
+/* The primary key in use: the override when set, else the discovered one. */
+List *
+effective_pk(RemoteTable *rt, TableState *st)
+{
+	ListCell   *lc;
+
+	if (st->pk_override == NIL)
+		return rt->primary_key;
+	foreach(lc, st->pk_override)
+	{
+		if (find_column(rt, lfirst(lc)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("primary key column \"%s\" set for table \"%s\" does not exist at the source",
+							(char *) lfirst(lc), rt->name),
+					 errhint("Fix it with dbsync_set_table(server, table, primary_key => '{...}'), or reset it with primary_key => '{}'.")));
+	}
+	return st->pk_override;
+}
+
+/* The cursor column in use, or NULL for a table synced in full. */
+const char *
+pick_cursor(SourceConfig *cfg, RemoteTable *rt, TableState *st)
+{
+	ListCell   *lc;
+
+	if (st->cursor_override)
+	{
+		if (find_column(rt, st->cursor_override) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("cursor column \"%s\" set for table \"%s\" does not exist at the source",
+							st->cursor_override, rt->name),
+					 errhint("Fix it with dbsync_set_table(server, table, cursor_column => '...'), or reset it with cursor_column => ''.")));
+		return st->cursor_override;
+	}
+	foreach(lc, cfg->cursor_columns)
+	{
+		if (find_column(rt, lfirst(lc)) != NULL)
+			return lfirst(lc);
+	}
+	return NULL;
+}
+
+/* Pin the text forms the engine parses and produces (undone at xact end). */
+static int
+pin_text_formats(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+					  GUC_ACTION_SAVE, true, 0, false);
+	set_config_option("timezone", "UTC", PGC_USERSET, PGC_S_SESSION,
+					  GUC_ACTION_SAVE, true, 0, false);
+	set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+					  GUC_ACTION_SAVE, true, 0, false);
+	set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
+					  GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
+ * The lower bound of an incremental read: last cursor minus lookback for
+ * time types (as a zone-less UTC literal both dialects read the same way),
+ * the last value itself for anything else.
+ */
+static char *
+cursor_lower_bound(const char *value, const char *lookback, const char *type)
+{
+	const char *fmt;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	int			rc;
+
+	if (strncmp(type, "timestamp", 9) == 0 && strstr(type, "with time zone"))
+		fmt = "SELECT pg_catalog.to_char(($1::timestamptz - $2::interval) "
+			"AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')";
+	else if (strncmp(type, "timestamp", 9) == 0)
+		fmt = "SELECT pg_catalog.to_char($1::timestamp - $2::interval, "
+			"'YYYY-MM-DD HH24:MI:SS.US')";
+	else if (strcmp(type, "date") == 0)
+		fmt = "SELECT pg_catalog.to_char($1::date - $2::interval, 'YYYY-MM-DD')";
+	else
+		return pstrdup(value);
+
+	values[0] = CStringGetTextDatum(value);
+	values[1] = CStringGetTextDatum(lookback);
+	rc = SPI_execute_with_args(fmt, 2, types, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not compute the cursor lower bound");
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+static char *
+max_value(const char *relname, const char *column)
+{
+	return apply_query_value(psprintf("SELECT pg_catalog.max(%s)::text FROM %s",
+									  quote_identifier(column), relname));
+}
+
+static int64
+local_count(const char *relname, bool soft)
+{
+	char	   *v = apply_query_value(psprintf("SELECT pg_catalog.count(*) FROM %s%s",
+											   relname,
+											   soft ? " WHERE NOT _dbsync_deleted" : ""));
+
+	return v ? strtoll(v, NULL, 10) : 0;
+}
+
+/* Columns of rt that make up the key, as RemoteColumn *. */
+static List *
+key_columns(RemoteTable *rt, List *pk)
+{
+	List	   *cols = NIL;
+	ListCell   *lc;
+
+	foreach(lc, pk)
+		cols = lappend(cols, find_column(rt, lfirst(lc)));
+	return cols;
+}
+
+/* Read the whole table into a stage; upsert; delete what is gone. */
+static void
+sync_full_with_key(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
+				   List *pk, bool dedupe, SyncResult *res)
+{
+	RemoteQuery q = {0};
+	char	   *target = target_name(cfg, rt->name);
+	char	   *stage = apply_create_stage(rt->columns);
+
+	q.schema = cfg->schema;
+	q.table = rt;
+	q.columns = rt->columns;
+	apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+	res->rows_upserted = apply_upsert(target, stage, rt->columns, pk,
+									  cfg->deletes == DELETES_SOFT, dedupe);
+	if (cfg->deletes != DELETES_IGNORE)
+		res->rows_deleted = apply_delete_missing(target, stage, pk,
+												 cfg->deletes == DELETES_SOFT);
+	/* the stage is dropped by the caller after the cursor is read */
+	res->message = stage;
+}
+
+/* Delete detection for a cursor table: counts first, keys only if needed. */
+static void
+reconcile_deletes(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
+				  List *pk, int64 local_rows, SyncResult *res, int64 *rows_total)
+{
+	char	   *remote = conn->driver->query_value(conn,
+												   remote_count_sql(conn->driver, cfg->schema, rt->name));
+	int64		remote_rows = remote ? strtoll(remote, NULL, 10) : 0;
+	bool		soft = cfg->deletes == DELETES_SOFT;
+	char	   *target = target_name(cfg, rt->name);
+	List	   *kcols;
+	char	   *keystage;
+	RemoteQuery q = {0};
+
+	*rows_total = local_rows;
+	if (remote_rows == local_rows)
+		return;
+
+	kcols = key_columns(rt, pk);
+	keystage = apply_create_stage(kcols);
+	q.schema = cfg->schema;
+	q.table = rt;
+	q.columns = kcols;
+	apply_copy(conn, remote_select_sql(conn->driver, &q), kcols, keystage);
+	res->rows_deleted = apply_delete_missing(target, keystage, pk, soft);
+	apply_drop_stage(keystage);
+	*rows_total = local_count(target, soft);
+	if (*rows_total < remote_rows)
+		res->message = psprintf("%lld source rows are missing locally; run dbsync_resync() to reload the table",
+								(long long) (remote_rows - *rows_total));
+}
+
+void
+sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
+		   SyncResult *res)
+{
+	TableState *st = catalog_load(cfg->server_name, rt->name);
+	List	   *pk;
+	const char *cursor;
+	bool		soft = cfg->deletes == DELETES_SOFT;
+	List	   *added;
+	char	   *target;
+	char	   *new_cursor = NULL;
+	int64		rows_total = st->rows_total;
+	int			nest;
+
+	res->rows_upserted = 0;
+	res->rows_deleted = 0;
+	res->message = NULL;
+	res->done = true;
+	if (!st->enabled)
+	{
+		res->mode = "full";
+		res->status = "skipped";
+		res->message = "disabled with dbsync_set_table(enabled => false)";
+		return;
+	}
+
+	nest = pin_text_formats();
+	pk = effective_pk(rt, st);
+	cursor = pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
+	rt->primary_key = pk;
+	typemap_resolve(rt);
+	catalog_ensure(cfg->server_name, rt->name, cfg->target_schema);
+	apply_prepare_target(cfg, rt, pk, soft, &added);
+	target = target_name(cfg, rt->name);
+
+	conn->driver->begin_snapshot(conn);
+
+	if (pk == NIL)
+	{
+		/* no key: mirror the multiset of rows */
+		RemoteQuery q = {0};
+		char	   *stage = apply_create_stage(rt->columns);
+
+		res->mode = "full";
+		q.schema = cfg->schema;
+		q.table = rt;
+		q.columns = rt->columns;
+		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+		apply_mirror_multiset(target, stage, rt->columns,
+							  &res->rows_upserted, &res->rows_deleted);
+		apply_drop_stage(stage);
+		rows_total = local_count(target, false);
+	}
+	else if (cursor == NULL || added != NIL ||
+			 (st->cursor_value == NULL && local_count(target, false) > 0))
+	{
+		/* full read: no cursor, backfill of new columns, or a re-load */
+		char	   *stage;
+
+		res->mode = cursor && st->cursor_value == NULL ? "initial" : "full";
+		sync_full_with_key(cfg, conn, rt, pk, st->pk_override != NIL, res);
+		stage = res->message;
+		res->message = NULL;
+		if (cursor)
+		{
+			new_cursor = max_value(stage, cursor);
+			if (st->cursor_value && new_cursor == NULL)
+				new_cursor = st->cursor_value;
+		}
+		apply_drop_stage(stage);
+		rows_total = local_count(target, soft);
+		if (added != NIL)
+			res->message = psprintf("%d new source column(s) added and backfilled",
+									list_length(added));
+	}
+	else if (st->cursor_value == NULL)
+	{
+		/* initial load into an empty target: straight COPY */
+		RemoteQuery q = {0};
+
+		res->mode = "initial";
+		q.schema = cfg->schema;
+		q.table = rt;
+		q.columns = rt->columns;
+		q.pk = pk;
+		res->rows_upserted = (int64) apply_copy(conn, remote_select_sql(conn->driver, &q),
+												rt->columns, target);
+		new_cursor = max_value(target, cursor);
+		rows_total = res->rows_upserted;
+	}
+	else
+	{
+		/* incremental */
+		RemoteQuery q = {0};
+		RemoteColumn *ccol = find_column(rt, cursor);
+		char	   *stage = apply_create_stage(rt->columns);
+		char	   *lower = cursor_lower_bound(st->cursor_value, cfg->lookback,
+											   ccol->local_type);
+		char	   *new_keys;
+		char	   *maxv;
+		StringInfoData sql;
+
+		res->mode = "incremental";
+		q.schema = cfg->schema;
+		q.table = rt;
+		q.columns = rt->columns;
+		q.cursor_column = cursor;
+		q.cursor_lower = lower;
+		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+		q.cursor_lower = NULL;
+		q.cursor_is_null = true;
+		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+
+		/* keys new to the target, so rows_total stays exact without a scan */
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s s WHERE NOT EXISTS "
+						 "(SELECT 1 FROM %s t WHERE ", stage, target);
+		{
+			ListCell   *lc;
+			bool		first = true;
+
+			foreach(lc, pk)
+			{
+				const char *k = quote_identifier(lfirst(lc));
+
+				appendStringInfo(&sql, "%st.%s = s.%s", first ? "" : " AND ", k, k);
+				first = false;
+			}
+		}
+		appendStringInfo(&sql, "%s)", soft ? " AND NOT t._dbsync_deleted" : "");
+		new_keys = apply_query_value(sql.data);
+
+		res->rows_upserted = apply_upsert(target, stage, rt->columns, pk, soft,
+										  st->pk_override != NIL);
+		rows_total = st->rows_total + (new_keys ? strtoll(new_keys, NULL, 10) : 0);
+		maxv = max_value(stage, cursor);
+		new_cursor = st->cursor_value;
+		if (maxv)
+		{
+			Oid			types[2] = {TEXTOID, TEXTOID};
+			Datum		values[2];
+			char	   *cmp = psprintf("SELECT pg_catalog.greatest($1::%s, $2::%s)::text",
+									   ccol->local_type, ccol->local_type);
+
+			values[0] = CStringGetTextDatum(st->cursor_value);
+			values[1] = CStringGetTextDatum(maxv);
+			if (SPI_execute_with_args(cmp, 2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not compare cursor values");
+			new_cursor = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		}
+		apply_drop_stage(stage);
+		if (cfg->deletes != DELETES_IGNORE)
+			reconcile_deletes(cfg, conn, rt, pk, rows_total, res, &rows_total);
+	}
+
+	conn->driver->end_snapshot(conn);
+	catalog_save_success(cfg->server_name, rt->name, rt, cursor, new_cursor,
+						 NIL, rows_total, res->mode, res->rows_upserted,
+						 res->rows_deleted);
+	AtEOXact_GUC(true, nest);
+	res->status = "ok";
+}
