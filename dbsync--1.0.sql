@@ -25,6 +25,7 @@ CREATE TABLE dbsync.tables (
     cursor_column         text,                -- in use at the last run
     cursor_value          text,                -- high-water mark (UTC, ISO)
     resume_key            text[],              -- last key of an unfinished initial load
+    load_direct           boolean,             -- that load COPYs straight into the target
     known_columns         text[],              -- remote columns seen at the last run
     rows_total            bigint,
     last_status           text CHECK (last_status IN ('ok', 'error', 'running', 'skipped')),
@@ -74,6 +75,12 @@ AS 'MODULE_PATHNAME', 'dbsync_run'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION public.dbsync_run(name, text) IS
     'sync every dbsync server, one server, or one table; one result row per table';
+
+CREATE PROCEDURE public.dbsync_sync(srv name DEFAULT NULL, tbl text DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'dbsync_sync'
+LANGUAGE C;
+COMMENT ON PROCEDURE public.dbsync_sync(name, text) IS
+    'like dbsync_run(), but commits after every checkpoint of an initial load (resumable); for CALL and pg_cron';
 
 CREATE FUNCTION public.dbsync_discover(server name,
     OUT table_name text, OUT target regclass, OUT columns text[],

@@ -37,6 +37,7 @@ static SourceConn *copy_conn = NULL;
 static const char *copy_pending = NULL;
 static int	copy_pending_len = 0;
 static bool copy_eof = false;
+static StringInfo copy_last_row = NULL;	/* last row streamed, COPY text */
 static int	stage_counter = 0;
 
 static void
@@ -206,6 +207,23 @@ apply_drop_stage(const char *stage)
 	spi_exec(psprintf("DROP TABLE IF EXISTS %s", stage), SPI_OK_UTILITY);
 }
 
+/* Keep the last row of a chunk (chunks hold whole rows). */
+static void
+remember_last_row(const char *chunk, int len)
+{
+	int			end = len;
+	int			start;
+
+	if (copy_last_row == NULL || len == 0)
+		return;
+	if (chunk[end - 1] == '\n')
+		end--;
+	for (start = end; start > 0 && chunk[start - 1] != '\n'; start--)
+		;
+	resetStringInfo(copy_last_row);
+	appendBinaryStringInfo(copy_last_row, chunk + start, end - start);
+}
+
 static int
 copy_read_cb(void *outbuf, int minread, int maxread)
 {
@@ -224,6 +242,7 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 				copy_eof = true;
 				break;
 			}
+			remember_last_row(copy_pending, copy_pending_len);
 			continue;
 		}
 		n = Min(copy_pending_len, maxread - got);
@@ -241,7 +260,7 @@ copy_read_cb(void *outbuf, int minread, int maxread)
  */
 uint64
 apply_copy(SourceConn *conn, const char *select_sql, List *columns,
-		   const char *relname)
+		   const char *relname, StringInfo last_row)
 {
 	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(relname));
 	Relation	rel;
@@ -262,6 +281,9 @@ apply_copy(SourceConn *conn, const char *select_sql, List *columns,
 	copy_pending = NULL;
 	copy_pending_len = 0;
 	copy_eof = false;
+	copy_last_row = last_row;
+	if (last_row)
+		resetStringInfo(last_row);
 
 	rel = table_openrv(rv, RowExclusiveLock);
 	pstate = make_parsestate(NULL);
@@ -275,6 +297,7 @@ apply_copy(SourceConn *conn, const char *select_sql, List *columns,
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
 	copy_conn = NULL;
+	copy_last_row = NULL;
 	CommandCounterIncrement();
 	return rows;
 }
@@ -483,6 +506,61 @@ apply_mirror_multiset(const char *target, const char *stage, List *columns,
 	appendStringInfoChar(&sql, ')');
 	spi_exec(sql.data, SPI_OK_INSERT);
 	*inserted = (int64) SPI_processed;
+}
+
+/*
+ * Field "index" (0-based) of a COPY text row, unescaped; NULL for \N.
+ */
+char *
+copy_row_field(const char *row, int index)
+{
+	const char *p = row;
+	StringInfoData buf;
+	int			i;
+
+	for (i = 0; i < index; i++)
+	{
+		p = strchr(p, '\t');
+		if (p == NULL)
+			elog(ERROR, "COPY row has fewer than %d fields", index + 1);
+		p++;
+	}
+	if (p[0] == '\\' && p[1] == 'N' && (p[2] == '\t' || p[2] == '\0'))
+		return NULL;
+	initStringInfo(&buf);
+	for (; *p && *p != '\t'; p++)
+	{
+		if (*p != '\\' || p[1] == '\0')
+		{
+			appendStringInfoChar(&buf, *p);
+			continue;
+		}
+		p++;
+		switch (*p)
+		{
+			case 't':
+				appendStringInfoChar(&buf, '\t');
+				break;
+			case 'n':
+				appendStringInfoChar(&buf, '\n');
+				break;
+			case 'r':
+				appendStringInfoChar(&buf, '\r');
+				break;
+			case 'b':
+				appendStringInfoChar(&buf, '\b');
+				break;
+			case 'f':
+				appendStringInfoChar(&buf, '\f');
+				break;
+			case 'v':
+				appendStringInfoChar(&buf, '\v');
+				break;
+			default:
+				appendStringInfoChar(&buf, *p);
+		}
+	}
+	return buf.data;
 }
 
 /* Run a one-value query; returns NULL for a NULL or no row. */

@@ -7,6 +7,7 @@
 #define DBSYNC_APPLY_H
 
 #include "dbsync.h"
+#include "lib/stringinfo.h"
 
 struct SourceConn;
 
@@ -16,7 +17,9 @@ extern Oid	apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk,
 extern char *apply_create_stage(List *columns);
 extern void apply_drop_stage(const char *stage);
 extern uint64 apply_copy(struct SourceConn *conn, const char *select_sql,
-						 List *columns, const char *relname);
+						 List *columns, const char *relname,
+						 StringInfo last_row);
+extern char *copy_row_field(const char *row, int index);
 extern int64 apply_upsert(const char *target, const char *stage, List *columns,
 						  List *pk, bool soft, bool dedupe);
 extern int64 apply_delete_missing(const char *target, const char *keystage,

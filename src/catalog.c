@@ -84,7 +84,7 @@ catalog_load(const char *server, const char *table)
 	values[1] = CStringGetTextDatum(table);
 	st->enabled = true;
 	catalog_exec("SELECT primary_key_override, cursor_override, enabled, "
-				 "cursor_value, resume_key, rows_total, known_columns "
+				 "cursor_value, resume_key, rows_total, known_columns, load_direct "
 				 "FROM dbsync.tables WHERE server = $1 AND table_name = $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -111,6 +111,8 @@ catalog_load(const char *server, const char *table)
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	if (!isnull)
 		st->known_columns = text_array_to_list(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	st->load_direct = isnull ? false : DatumGetBool(d);
 	return st;
 }
 
@@ -182,26 +184,35 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 				 "last_rows_deleted = $11, "
 				 "last_status = 'ok', last_synced_at = pg_catalog.now(), "
 				 "last_error = NULL, last_error_at = NULL, "
-				 "last_row_error_sample = NULL, remote_missing_since = NULL "
+				 "last_row_error_sample = NULL, remote_missing_since = NULL, "
+				 "load_direct = NULL "
 				 "WHERE server = $1 AND table_name = $2",
 				 11, types, values, nulls, SPI_OK_UPDATE);
 }
 
 void
 catalog_save_checkpoint(const char *server, const char *table,
-						List *resume_key, int64 rows_total)
+						List *resume_key, const char *high_water,
+						bool load_direct, int64 rows_total)
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID};
-	Datum		values[4];
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID, INT8OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(table);
 	values[2] = list_to_text_array(resume_key);
-	values[3] = Int64GetDatum(rows_total);
-	catalog_exec("UPDATE dbsync.tables SET resume_key = $3, rows_total = $4, "
+	if (high_water)
+		values[3] = CStringGetTextDatum(high_water);
+	else
+		nulls[3] = 'n';
+	values[4] = BoolGetDatum(load_direct);
+	values[5] = Int64GetDatum(rows_total);
+	catalog_exec("UPDATE dbsync.tables SET resume_key = $3, cursor_value = $4, "
+				 "load_direct = $5, rows_total = $6, "
 				 "last_status = 'running', last_mode = 'initial' "
 				 "WHERE server = $1 AND table_name = $2",
-				 4, types, values, NULL, SPI_OK_UPDATE);
+				 6, types, values, nulls, SPI_OK_UPDATE);
 }
 
 void

@@ -121,7 +121,10 @@ typedef struct TableState
 	char	   *cursor_value;	/* high-water mark, NULL = no incremental
 								 * state yet */
 	List	   *resume_key;		/* char *: last key of an interrupted
-								 * initial load, NIL = none */
+								 * initial load, NIL = none; cursor_value
+								 * then holds the high-water mark taken
+								 * when that load started */
+	bool		load_direct;	/* that load COPYs into the target */
 	int64		rows_total;
 	List	   *known_columns;	/* char *: remote columns seen last time */
 } TableState;
@@ -159,13 +162,14 @@ extern void catalog_save_error(const char *server, const char *table,
 							   const char *target_schema, const char *message,
 							   const char *row_sample);
 extern void catalog_save_checkpoint(const char *server, const char *table,
-									List *resume_key, int64 rows_total);
+									List *resume_key, const char *high_water,
+									bool load_direct, int64 rows_total);
 extern void catalog_note_missing(const char *server, const char *table);
 extern List *catalog_known_tables(const char *server);
 
 /* in sync.c */
 extern void sync_table(SourceConfig *cfg, struct SourceConn *conn,
-					   RemoteTable *rt, SyncResult *result);
+					   RemoteTable *rt, bool one_batch, SyncResult *result);
 extern const char *pick_cursor(SourceConfig *cfg, RemoteTable *rt,
 							   TableState *st);
 extern List *effective_pk(RemoteTable *rt, TableState *st);

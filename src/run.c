@@ -33,7 +33,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "nodes/parsenodes.h"
 
 #include "apply.h"
 #include "source.h"
@@ -42,6 +44,7 @@ PG_FUNCTION_INFO_V1(dbsync_run);
 PG_FUNCTION_INFO_V1(dbsync_discover);
 PG_FUNCTION_INFO_V1(dbsync_set_table);
 PG_FUNCTION_INFO_V1(dbsync_resync);
+PG_FUNCTION_INFO_V1(dbsync_sync);
 
 /* Does "name" match a pattern where % stands for any run of characters? */
 static bool
@@ -162,8 +165,9 @@ all_servers(void)
 
 typedef struct RunOutput
 {
-	ReturnSetInfo *rsinfo;
+	ReturnSetInfo *rsinfo;		/* NULL: report with NOTICEs (procedure) */
 	const char *server;
+	bool		commit_batches; /* commit after every checkpoint */
 } RunOutput;
 
 static void
@@ -176,8 +180,17 @@ emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 	Interval   *dur = palloc0(sizeof(Interval));
 	NameData   *srv = palloc0(sizeof(NameData));
 
-	namestrcpy(srv, out->server);
 	dur->time = GetCurrentTimestamp() - started;
+	if (out->rsinfo == NULL)
+	{
+		ereport(NOTICE,
+				(errmsg("dbsync: %s.%s: %s, %s, " INT64_FORMAT " upserted, " INT64_FORMAT " deleted%s%s",
+						out->server, table ? table : "*", mode ? mode : "-",
+						status, upserted, deleted,
+						message ? ": " : "", message ? message : "")));
+		return;
+	}
+	namestrcpy(srv, out->server);
 	values[0] = NameGetDatum(srv);
 	if (table)
 		values[1] = CStringGetTextDatum(table);
@@ -256,14 +269,16 @@ try_lock_table(const char *server, const char *table)
  * Sync one table in a subtransaction.  *conn may be replaced (a connection
  * whose state is unknown after an error is discarded; NULL means reconnect).
  */
-static void
-run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt)
+static bool
+run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
+			   RemoteTable *rt, SyncResult *total, TimestampTz started)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	TimestampTz started = GetCurrentTimestamp();
 	SyncResult	res = {0};
 
+	res.done = true;
+	PushActiveSnapshot(GetTransactionSnapshot());
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
@@ -278,7 +293,7 @@ run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt)
 		{
 			if (*conn == NULL)
 				*conn = source_connect(cfg);
-			sync_table(cfg, *conn, rt, &res);
+			sync_table(cfg, *conn, rt, out->commit_batches, &res);
 		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -300,15 +315,50 @@ run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt)
 		*conn = NULL;
 		if (is_fatal_interrupt(edata))
 			ReThrowError(edata);
-		res.mode = res.mode ? res.mode : NULL;
+		res.rows_upserted = 0;
+		res.rows_deleted = 0;
 		res.status = "error";
 		res.message = error_text(edata);
+		res.done = true;
 		catalog_save_error(cfg->server_name, rt->name, cfg->target_schema,
 						   res.message, row_error_sample(edata));
 	}
 	PG_END_TRY();
-	emit(out, rt->name, res.mode, res.rows_upserted, res.rows_deleted,
-		 started, res.status, res.message);
+	PopActiveSnapshot();
+	total->rows_upserted += res.rows_upserted;
+	total->rows_deleted += res.rows_deleted;
+	if (total->mode == NULL || strcmp(total->mode, "initial") != 0)
+		total->mode = res.mode;
+	total->status = res.status;
+	total->message = res.message;
+	if (res.done)
+		emit(out, rt->name, total->mode, total->rows_upserted,
+			 total->rows_deleted, started, total->status, total->message);
+	return res.done;
+}
+
+/*
+ * Sync one table; in a procedure, commit after every checkpoint of an
+ * initial load so that a killed run resumes from there.
+ */
+static void
+run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt,
+		  Oid run_as, int sec)
+{
+	SyncResult	total = {0};
+	TimestampTz started = GetCurrentTimestamp();
+
+	while (!run_table_step(out, cfg, conn, rt, &total, started))
+	{
+		Oid			save_userid;
+		int			save_sec;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(run_as, sec);
+		SPI_commit();
+		SetUserIdAndSecContext(save_userid, save_sec);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /* Record a server-level failure (connect, discover) for its tables. */
@@ -395,7 +445,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 			if (!only_table && !table_selected(cfg, rt->name))
 				continue;
 			found = true;
-			run_table(out, cfg, &conn, rt);
+			run_table(out, cfg, &conn, rt, save_userid, save_sec);
 		}
 		/* tables gone at the source: keep their data, say so */
 		foreach(lc, known)
@@ -431,7 +481,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 Datum
 dbsync_run(PG_FUNCTION_ARGS)
 {
-	RunOutput	out;
+	RunOutput	out = {0};
 	List	   *servers;
 	ListCell   *lc;
 	const char *only_table = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -456,6 +506,39 @@ dbsync_run(PG_FUNCTION_ARGS)
 		run_server(&out, lfirst(lc), only_table);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * CALL dbsync_sync(server, table): like dbsync_run(), but commits after
+ * every checkpoint of an initial load, so a large first load that is
+ * interrupted resumes from its last checkpoint.  Reports with NOTICEs.
+ */
+Datum
+dbsync_sync(PG_FUNCTION_ARGS)
+{
+	RunOutput	out = {0};
+	List	   *servers;
+	ListCell   *lc;
+	const char *only_table = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
+		!castNode(CallContext, fcinfo->context)->atomic;
+
+	if (!nonatomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("dbsync_sync() cannot commit here"),
+				 errhint("Run CALL dbsync_sync(...) outside a transaction block, or use SELECT dbsync_run(...), which commits once at the end.")));
+	out.commit_batches = true;
+	if (!PG_ARGISNULL(0))
+		servers = list_make1(pstrdup(NameStr(*PG_GETARG_NAME(0))));
+	else
+		servers = all_servers();
+
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	foreach(lc, servers)
+		run_server(&out, lfirst(lc), only_table);
+	SPI_finish();
+	PG_RETURN_VOID();
 }
 
 /* What a run would do with each table of a server; changes nothing. */

@@ -163,7 +163,7 @@ sync_full_with_key(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	q.schema = cfg->schema;
 	q.table = rt;
 	q.columns = rt->columns;
-	apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+	apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
 	res->rows_upserted = apply_upsert(target, stage, rt->columns, pk,
 									  cfg->deletes == DELETES_SOFT, dedupe);
 	if (cfg->deletes != DELETES_IGNORE)
@@ -196,7 +196,7 @@ reconcile_deletes(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	q.schema = cfg->schema;
 	q.table = rt;
 	q.columns = kcols;
-	apply_copy(conn, remote_select_sql(conn->driver, &q), kcols, keystage);
+	apply_copy(conn, remote_select_sql(conn->driver, &q), kcols, keystage, NULL);
 	res->rows_deleted = apply_delete_missing(target, keystage, pk, soft);
 	apply_drop_stage(keystage);
 	*rows_total = local_count(target, soft);
@@ -205,9 +205,138 @@ reconcile_deletes(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 								(long long) (remote_rows - *rows_total));
 }
 
+/* A value in the text form of a local type, as the engine stores it. */
+static char *
+normalize_value(const char *value, const char *type)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	if (value == NULL)
+		return NULL;
+	values[0] = CStringGetTextDatum(value);
+	if (SPI_execute_with_args(psprintf("SELECT $1::%s::text", type), 1, types,
+							  values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read a value of type %s", type);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* The key of a streamed row (COPY text), taken in the source's own order. */
+static List *
+key_of_row(RemoteTable *rt, List *pk, const char *row)
+{
+	List	   *key = NIL;
+	ListCell   *lc;
+
+	foreach(lc, pk)
+	{
+		int			pos = 0;
+		ListCell   *lc2;
+
+		foreach(lc2, rt->columns)
+		{
+			if (strcmp(((RemoteColumn *) lfirst(lc2))->name, lfirst(lc)) == 0)
+				break;
+			pos++;
+		}
+		key = lappend(key, copy_row_field(row, pos));
+	}
+	return key;
+}
+
+/*
+ * Initial load of a cursor table, in primary-key order, batch_size rows at
+ * a time, with a checkpoint (last key) after each batch.  The high-water
+ * mark of the cursor is taken when the load starts: rows changed while it
+ * runs are read again by the first incremental run.  An empty target is
+ * filled by COPY straight into it; a non-empty one (after dbsync_resync)
+ * through staging and upsert, then delete reconciliation.  With one_batch,
+ * returns after a checkpoint with res->done = false so the caller can
+ * commit.
+ */
+static void
+sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
+			 const char *cursor, TableState *st, bool one_batch,
+			 SyncResult *res, char **new_cursor, int64 *rows_total)
+{
+	char	   *target = target_name(cfg, rt->name);
+	bool		soft = cfg->deletes == DELETES_SOFT;
+	List	   *key = st->resume_key;
+	char	   *hw = st->cursor_value;
+	bool		direct = st->load_direct;
+	int64		total = st->rows_total;
+	StringInfoData last;
+
+	initStringInfo(&last);
+	if (key == NIL)
+	{
+		RemoteColumn *ccol = find_column(rt, cursor);
+		char	   *sql = psprintf("SELECT max(%s) FROM %s.%s",
+								   conn->driver->quote_ident(cursor),
+								   conn->driver->quote_ident(cfg->schema),
+								   conn->driver->quote_ident(rt->name));
+
+		res->mode = "initial";
+		hw = normalize_value(conn->driver->query_value(conn, sql), ccol->local_type);
+		direct = st->pk_override == NIL && local_count(target, false) == 0;
+		total = 0;
+	}
+	else
+		res->mode = "resume";
+
+	for (;;)
+	{
+		RemoteQuery q = {0};
+		char	   *sql;
+		uint64		n;
+
+		q.schema = cfg->schema;
+		q.table = rt;
+		q.columns = rt->columns;
+		q.pk = pk;
+		q.after_key = key;
+		q.limit = cfg->batch_size;
+		sql = remote_select_sql(conn->driver, &q);
+		if (direct)
+		{
+			n = apply_copy(conn, sql, rt->columns, target, &last);
+			res->rows_upserted += (int64) n;
+			total += (int64) n;
+		}
+		else
+		{
+			char	   *stage = apply_create_stage(rt->columns);
+
+			n = apply_copy(conn, sql, rt->columns, stage, &last);
+			res->rows_upserted += apply_upsert(target, stage, rt->columns, pk,
+											   soft, st->pk_override != NIL);
+			apply_drop_stage(stage);
+		}
+		if (n > 0)
+			key = key_of_row(rt, pk, last.data);
+		if (n < (uint64) cfg->batch_size)
+			break;
+		catalog_save_checkpoint(cfg->server_name, rt->name, key, hw, direct, total);
+		if (one_batch)
+		{
+			res->done = false;
+			return;
+		}
+	}
+
+	if (!direct)
+	{
+		total = local_count(target, soft);
+		if (cfg->deletes != DELETES_IGNORE)
+			reconcile_deletes(cfg, conn, rt, pk, total, res, &total);
+	}
+	*new_cursor = hw;
+	*rows_total = total;
+}
+
 void
 sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
-		   SyncResult *res)
+		   bool one_batch, SyncResult *res)
 {
 	TableState *st = catalog_load(cfg->server_name, rt->name);
 	List	   *pk;
@@ -252,19 +381,18 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		q.schema = cfg->schema;
 		q.table = rt;
 		q.columns = rt->columns;
-		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
 		apply_mirror_multiset(target, stage, rt->columns,
 							  &res->rows_upserted, &res->rows_deleted);
 		apply_drop_stage(stage);
 		rows_total = local_count(target, false);
 	}
-	else if (cursor == NULL || added != NIL ||
-			 (st->cursor_value == NULL && local_count(target, false) > 0))
+	else if (cursor == NULL || added != NIL)
 	{
-		/* full read: no cursor, backfill of new columns, or a re-load */
+		/* full read: no cursor, or new columns to backfill */
 		char	   *stage;
 
-		res->mode = cursor && st->cursor_value == NULL ? "initial" : "full";
+		res->mode = "full";
 		sync_full_with_key(cfg, conn, rt, pk, st->pk_override != NIL, res);
 		stage = res->message;
 		res->message = NULL;
@@ -280,20 +408,18 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 			res->message = psprintf("%d new source column(s) added and backfilled",
 									list_length(added));
 	}
-	else if (st->cursor_value == NULL)
+	else if (st->cursor_value == NULL || st->resume_key != NIL)
 	{
-		/* initial load into an empty target: straight COPY */
-		RemoteQuery q = {0};
-
-		res->mode = "initial";
-		q.schema = cfg->schema;
-		q.table = rt;
-		q.columns = rt->columns;
-		q.pk = pk;
-		res->rows_upserted = (int64) apply_copy(conn, remote_select_sql(conn->driver, &q),
-												rt->columns, target);
-		new_cursor = max_value(target, cursor);
-		rows_total = res->rows_upserted;
+		sync_initial(cfg, conn, rt, pk, cursor, st, one_batch, res,
+					 &new_cursor, &rows_total);
+		if (!res->done)
+		{
+			conn->driver->end_snapshot(conn);
+			AtEOXact_GUC(true, nest);
+			res->status = "ok";
+			res->message = "checkpoint saved; the initial load goes on";
+			return;
+		}
 	}
 	else
 	{
@@ -313,10 +439,10 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		q.columns = rt->columns;
 		q.cursor_column = cursor;
 		q.cursor_lower = lower;
-		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
 		q.cursor_lower = NULL;
 		q.cursor_is_null = true;
-		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage);
+		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
 
 		/* keys new to the target, so rows_total stays exact without a scan */
 		initStringInfo(&sql);
@@ -346,7 +472,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		{
 			Oid			types[2] = {TEXTOID, TEXTOID};
 			Datum		values[2];
-			char	   *cmp = psprintf("SELECT pg_catalog.greatest($1::%s, $2::%s)::text",
+			char	   *cmp = psprintf("SELECT GREATEST($1::%s, $2::%s)::text",
 									   ccol->local_type, ccol->local_type);
 
 			values[0] = CStringGetTextDatum(st->cursor_value);
