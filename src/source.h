@@ -74,6 +74,14 @@ typedef struct SourceDriver
 	void		(*stream_start) (SourceConn *conn, const char *select_sql,
 								 List *columns);
 	bool		(*stream_next) (SourceConn *conn, const char **data, int *len);
+
+	/*
+	 * Optional: start time (timestamptz text, UTC) of the oldest transaction
+	 * at the source that is still writing, or NULL when none is (or it
+	 * cannot be seen).  Rows such a transaction commits later carry cursor
+	 * values from about then, so the stored cursor must not pass it.
+	 */
+	char	   *(*inflight_floor) (SourceConn *conn);
 } SourceDriver;
 
 /* in source.c */

@@ -489,6 +489,24 @@ pg_stream_next(SourceConn *sconn, const char **data, int *len)
 	}
 }
 
+/*
+ * Oldest open writing transaction at the source.  Needs pg_read_all_stats
+ * (or superuser) on the source to see other roles' sessions; without it
+ * only the sync user's own sessions count.  YugabyteDB assigns no
+ * PostgreSQL xids, so there every open transaction counts.
+ */
+static char *
+pg_inflight_floor(SourceConn *sconn)
+{
+	bool		yb = sconn->flavor && strncmp(sconn->flavor, "YugabyteDB", 10) == 0;
+
+	return pg_query_value(sconn, psprintf(
+										  "SELECT pg_catalog.min(xact_start) FROM pg_catalog.pg_stat_activity "
+										  "WHERE xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() "
+										  "AND datname = pg_catalog.current_database()%s",
+										  yb ? "" : " AND backend_xid IS NOT NULL"));
+}
+
 const SourceDriver pg_driver = {
 	.name = "postgresql",
 	.connect = pg_connect,
@@ -502,4 +520,5 @@ const SourceDriver pg_driver = {
 	.query_value = pg_query_value,
 	.stream_start = pg_stream_start,
 	.stream_next = pg_stream_next,
+	.inflight_floor = pg_inflight_floor,
 };

@@ -221,6 +221,40 @@ normalize_value(const char *value, const char *type)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
+/*
+ * Hold a new timestamptz cursor value below the start of any transaction
+ * still writing at the source (never below the old value): its rows commit
+ * later with cursor values from about its start.
+ */
+static char *
+cap_inflight(SourceConn *conn, RemoteColumn *ccol, const char *old_value,
+			 const char *new_value)
+{
+	char	   *floor;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	if (new_value == NULL || conn->driver->inflight_floor == NULL ||
+		strncmp(ccol->local_type, "timestamp", 9) != 0 ||
+		strstr(ccol->local_type, "with time zone") == NULL)
+		return (char *) new_value;
+	floor = conn->driver->inflight_floor(conn);
+	if (floor == NULL)
+		return (char *) new_value;
+	values[0] = CStringGetTextDatum(new_value);
+	values[1] = CStringGetTextDatum(floor);
+	if (old_value)
+		values[2] = CStringGetTextDatum(old_value);
+	else
+		nulls[2] = 'n';
+	if (SPI_execute_with_args("SELECT GREATEST(LEAST($1::timestamptz, $2::timestamptz), "
+							  "$3::timestamptz)::text", 3, types, values, nulls,
+							  false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not cap the cursor value");
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
 /* The key of a streamed row (COPY text), taken in the source's own order. */
 static List *
 key_of_row(RemoteTable *rt, List *pk, const char *row)
@@ -278,6 +312,7 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 
 		res->mode = "initial";
 		hw = normalize_value(conn->driver->query_value(conn, sql), ccol->local_type);
+		hw = cap_inflight(conn, ccol, NULL, hw);
 		direct = st->pk_override == NIL && local_count(target, false) == 0;
 		total = 0;
 	}
@@ -480,6 +515,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 			if (SPI_execute_with_args(cmp, 2, types, values, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "could not compare cursor values");
 			new_cursor = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			new_cursor = cap_inflight(conn, ccol, st->cursor_value, new_cursor);
 		}
 		apply_drop_stage(stage);
 		if (cfg->deletes != DELETES_IGNORE)
