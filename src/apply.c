@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -22,6 +23,10 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "nodes/makefuncs.h"
+#include "catalog/pg_type.h"
+#include "parser/parse_coerce.h"
+#include "parser/parse_type.h"
+#include "utils/relcache.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
@@ -103,6 +108,166 @@ append_name_list(StringInfo buf, List *names, const char *prefix)
 	}
 }
 
+/* Local (type, typmod) of an attribute, or InvalidOid. */
+static Oid
+local_column_type(Relation rel, const char *name, int32 *typmod)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+		{
+			*typmod = att->atttypmod;
+			return att->atttypid;
+		}
+	}
+	return InvalidOid;
+}
+
+/*
+ * Is old -> new a widening that keeps every value: the same type with a
+ * larger or no length / precision limit, or an implicit cast (int -> bigint,
+ * real -> double precision, varchar -> text ...)?
+ */
+static bool
+is_widening(Oid oldtype, int32 oldmod, Oid newtype, int32 newmod)
+{
+	Oid			funcid;
+
+	if (oldtype == newtype)
+	{
+		if (newmod == -1)
+			return true;
+		if (oldmod == -1)
+			return false;
+		if (oldtype == NUMERICOID)
+		{
+			int			op = ((oldmod - VARHDRSZ) >> 16) & 0xffff;
+			int			os = (oldmod - VARHDRSZ) & 0xffff;
+			int			np = ((newmod - VARHDRSZ) >> 16) & 0xffff;
+			int			ns = (newmod - VARHDRSZ) & 0xffff;
+
+			return ns >= os && np - ns >= op - os;
+		}
+		return newmod >= oldmod;
+	}
+	return find_coercion_pathway(newtype, oldtype, COERCION_IMPLICIT, &funcid) != COERCION_PATH_NONE;
+}
+
+/* Primary key column names of a local table, in key order (NIL: none). */
+static List *
+local_primary_key(Relation rel)
+{
+	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	List	   *result = NIL;
+	Relation	idx;
+	int			i;
+
+	if (!OidIsValid(indexoid))
+		return NIL;
+	idx = index_open(indexoid, AccessShareLock);
+	for (i = 0; i < idx->rd_index->indnkeyatts; i++)
+	{
+		AttrNumber	attno = idx->rd_index->indkey.values[i];
+
+		result = lappend(result,
+						 pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), attno - 1)->attname)));
+	}
+	index_close(idx, AccessShareLock);
+	return result;
+}
+
+static bool
+same_names(List *a, List *b)
+{
+	ListCell   *la;
+	ListCell   *lb;
+
+	if (list_length(a) != list_length(b))
+		return false;
+	forboth(la, a, lb, b)
+	{
+		if (strcmp(lfirst(la), lfirst(lb)) != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Bring an existing target in line with the source: widen column types that
+ * were widened there, and use the primary key now in force.  Returns a note
+ * on what could not be done (NULL when all is in line).
+ */
+static char *
+align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	List	   *alters = NIL;
+	List	   *localpk = local_primary_key(rel);
+	char	   *pkname = NULL;
+	StringInfoData note;
+	ListCell   *lc;
+
+	initStringInfo(&note);
+	foreach(lc, rt->columns)
+	{
+		RemoteColumn *col = lfirst(lc);
+		int32		oldmod;
+		int32		newmod;
+		Oid			oldtype = local_column_type(rel, col->name, &oldmod);
+		Oid			newtype;
+
+		if (!OidIsValid(oldtype))
+			continue;
+		parseTypeString(col->local_type, &newtype, &newmod, false);
+		if (oldtype == newtype && oldmod == newmod)
+			continue;
+		if (is_widening(oldtype, oldmod, newtype, newmod))
+			alters = lappend(alters, psprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s",
+											  target, quote_identifier(col->name),
+											  col->local_type));
+		else
+			appendStringInfo(&note, "%scolumn \"%s\" is %s at the source but %s locally; local type kept",
+							 note.len ? "; " : "", col->name, col->local_type,
+							 format_type_with_typemod(oldtype, oldmod));
+	}
+	if (localpk != NIL && !same_names(localpk, pk))
+		pkname = get_rel_name(RelationGetPrimaryKeyIndex(rel));
+	table_close(rel, AccessShareLock);
+
+	foreach(lc, alters)
+		spi_exec(lfirst(lc), SPI_OK_UTILITY);
+	if (!same_names(localpk, pk))
+	{
+		StringInfoData sql;
+
+		/*
+		 * A new key may not hold for rows mirrored under the old one: empty
+		 * the table (in this transaction) and let the run load it again.
+		 */
+		if (pk != NIL)
+			spi_exec(psprintf("DELETE FROM %s", target), SPI_OK_DELETE);
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "ALTER TABLE %s ", target);
+		if (pkname)
+			appendStringInfo(&sql, "DROP CONSTRAINT %s%s", quote_identifier(pkname),
+							 pk != NIL ? ", " : "");
+		if (pk != NIL)
+		{
+			appendStringInfoString(&sql, "ADD PRIMARY KEY (");
+			append_name_list(&sql, pk, "");
+			appendStringInfoChar(&sql, ')');
+		}
+		spi_exec(sql.data, SPI_OK_UTILITY);
+	}
+	CommandCounterIncrement();
+	return note.len ? note.data : NULL;
+}
+
 /*
  * Create the target schema and table when missing; add columns that appeared
  * at the source.  Columns gone at the source stay (their data is kept).
@@ -110,7 +275,7 @@ append_name_list(StringInfo buf, List *names, const char *prefix)
  */
 Oid
 apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
-					 List **added)
+					 List **added, char **note)
 {
 	char	   *target = target_name(cfg, rt->name);
 	Oid			nsp = get_namespace_oid(cfg->target_schema, true);
@@ -119,6 +284,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 	ListCell   *lc;
 
 	*added = NIL;
+	*note = NULL;
 	initStringInfo(&sql);
 	if (!OidIsValid(nsp))
 		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s",
@@ -172,6 +338,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN _dbsync_deleted boolean NOT NULL DEFAULT false",
 							  target), SPI_OK_UTILITY);
 		CommandCounterIncrement();
+		*note = align_existing_target(target, relid, rt, pk);
 	}
 	return relid;
 }

@@ -382,6 +382,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	char	   *new_cursor = NULL;
 	int64		rows_total = st->rows_total;
 	int			nest;
+	char	   *drift_note = NULL;
 
 	res->rows_upserted = 0;
 	res->rows_deleted = 0;
@@ -401,7 +402,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	rt->primary_key = pk;
 	typemap_resolve(rt);
 	catalog_ensure(cfg->server_name, rt->name, cfg->target_schema);
-	apply_prepare_target(cfg, rt, pk, soft, &added);
+	apply_prepare_target(cfg, rt, pk, soft, &added, &drift_note);
 	target = target_name(cfg, rt->name);
 
 	conn->driver->begin_snapshot(conn);
@@ -523,6 +524,8 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	}
 
 	conn->driver->end_snapshot(conn);
+	if (drift_note)
+		res->message = res->message ? psprintf("%s; %s", res->message, drift_note) : drift_note;
 	catalog_save_success(cfg->server_name, rt->name, rt, cursor, new_cursor,
 						 NIL, rows_total, res->mode, res->rows_upserted,
 						 res->rows_deleted);
