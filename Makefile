@@ -16,7 +16,8 @@ OBJS = \
 	src/catalog.o \
 	src/apply.o \
 	src/sync.o \
-	src/run.o
+	src/run.o \
+	src/worker.o
 
 PG_CONFIG ?= pg_config
 MARIADB_CONFIG ?= $(shell command -v mariadb_config || command -v mysql_config)

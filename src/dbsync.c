@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "dbsync.h"
@@ -33,4 +34,6 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dbsync");
 	source_init();
+	if (process_shared_preload_libraries_in_progress)
+		dbsync_register_launcher();
 }

@@ -177,7 +177,13 @@ extern List *effective_pk(RemoteTable *rt, TableState *st);
 /* in run.c */
 extern bool table_selected(SourceConfig *cfg, const char *name);
 
+/* in run.c (also) */
+extern void dbsync_sync_server_batched(Oid serverid);
+
+/* in worker.c */
+extern void dbsync_register_launcher(void);
+
 /* in dbsync.c */
-extern char *dbsync_default_lookback;
+extern char *dbsync_database;
 
 #endif							/* DBSYNC_H */

@@ -168,6 +168,7 @@ typedef struct RunOutput
 	ReturnSetInfo *rsinfo;		/* NULL: report with NOTICEs (procedure) */
 	const char *server;
 	bool		commit_batches; /* commit after every checkpoint */
+	bool		own_snapshot;	/* we pushed the outer snapshot (worker) */
 } RunOutput;
 
 static void
@@ -355,7 +356,11 @@ run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt,
 
 		GetUserIdAndSecContext(&save_userid, &save_sec);
 		SetUserIdAndSecContext(run_as, sec);
+		if (out->own_snapshot)
+			PopActiveSnapshot();
 		SPI_commit();
+		if (out->own_snapshot)
+			PushActiveSnapshot(GetTransactionSnapshot());
 		SetUserIdAndSecContext(save_userid, save_sec);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -539,6 +544,27 @@ dbsync_sync(PG_FUNCTION_ARGS)
 		run_server(&out, lfirst(lc), only_table);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * Background worker entry: sync one server, committing after every
+ * checkpoint.  The caller has started a transaction.
+ */
+void
+dbsync_sync_server_batched(Oid serverid)
+{
+	RunOutput	out = {0};
+	ForeignServer *server;
+
+	out.commit_batches = true;
+	out.own_snapshot = true;
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	server = GetForeignServerExtended(serverid, FSV_MISSING_OK);
+	if (server != NULL)
+		run_server(&out, pstrdup(server->servername), NULL);
+	PopActiveSnapshot();
+	SPI_finish();
 }
 
 /* What a run would do with each table of a server; changes nothing. */
