@@ -30,6 +30,8 @@
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
+#include "access/xact.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/regproc.h"
@@ -340,6 +342,25 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 		CommandCounterIncrement();
 		*note = align_existing_target(target, relid, rt, pk);
 	}
+
+	/*
+	 * Rows are staged and compared in the target's own column types (a type
+	 * kept locally after a change at the source wins).
+	 */
+	{
+		Relation	rel = table_open(relid, AccessShareLock);
+
+		foreach(lc, rt->columns)
+		{
+			RemoteColumn *col = lfirst(lc);
+			int32		typmod;
+			Oid			typid = local_column_type(rel, col->name, &typmod);
+
+			if (OidIsValid(typid))
+				col->local_type = format_type_with_typemod(typid, typmod);
+		}
+		table_close(rel, AccessShareLock);
+	}
 	return relid;
 }
 
@@ -467,6 +488,181 @@ apply_copy(SourceConn *conn, const char *select_sql, List *columns,
 	copy_last_row = NULL;
 	CommandCounterIncrement();
 	return rows;
+}
+
+/* {"error": ..., "key": {...}} for a row that could not be converted. */
+static char *
+row_sample_json(ErrorData *edata, List *columns, List *pk, Datum *values,
+				char *nulls)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	int			i = 0;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"error\": ");
+	escape_json(&buf, edata->message);
+	appendStringInfoString(&buf, ", \"key\": {");
+	foreach(lc, columns)
+	{
+		RemoteColumn *col = lfirst(lc);
+
+		if (list_member(pk, makeString(col->name)) || pk == NIL)
+		{
+			appendStringInfo(&buf, "%s", first ? "" : ", ");
+			escape_json(&buf, col->name);
+			appendStringInfoString(&buf, ": ");
+			if (nulls[i] == 'n')
+				appendStringInfoString(&buf, "null");
+			else
+			{
+				char	   *v = TextDatumGetCString(values[i]);
+
+				if (strlen(v) > 200)
+					v[200] = '\0';
+				escape_json(&buf, v);
+			}
+			first = false;
+		}
+		i++;
+	}
+	appendStringInfoString(&buf, "}}");
+	return buf.data;
+}
+
+/*
+ * Insert one row through plan in a subtransaction.  Returns NULL, or the
+ * data error that made the row fail (other errors are thrown).
+ */
+static ErrorData *
+stage_one_row(SPIPlanPtr plan, Datum *values, char *nulls)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not stage a row");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
+ * on_row_error 'skip': stream the rows as text into a raw stage (that COPY
+ * cannot fail on a value), then convert them into the stage one row at a
+ * time, each in a subtransaction; rows that fail are counted and the first
+ * is kept as a sample (its key and the error, not the whole row).
+ * Returns the number of rows read.
+ */
+uint64
+apply_copy_careful(SourceConn *conn, const char *select_sql, List *columns,
+				   const char *stage, StringInfo last_row, List *pk,
+				   int64 *skipped, char **sample)
+{
+	List	   *textcols = NIL;
+	List	   *pkstrings = NIL;
+	ListCell   *lc;
+	char	   *raw;
+	uint64		n;
+	int			ncols = list_length(columns);
+	Oid		   *argtypes = palloc(sizeof(Oid) * ncols);
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	int			i = 0;
+	uint64		seen = 0;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s VALUES (", stage);
+	foreach(lc, columns)
+	{
+		RemoteColumn *col = palloc(sizeof(RemoteColumn));
+
+		*col = *(RemoteColumn *) lfirst(lc);
+		appendStringInfo(&sql, "%s$%d::%s", i ? ", " : "", i + 1, col->local_type);
+		col->local_type = "text";
+		textcols = lappend(textcols, col);
+		argtypes[i++] = TEXTOID;
+	}
+	appendStringInfoChar(&sql, ')');
+	foreach(lc, pk)
+		pkstrings = lappend(pkstrings, makeString(lfirst(lc)));
+
+	raw = apply_create_stage(textcols);
+	n = apply_copy(conn, select_sql, textcols, raw, last_row);
+
+	plan = SPI_prepare(sql.data, ncols, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+	portal = SPI_cursor_open_with_args(NULL, psprintf("SELECT * FROM %s", raw),
+									   0, NULL, NULL, NULL, false, 0);
+	for (;;)
+	{
+		SPITupleTable *tt;
+		uint64		nrows;
+		uint64		r;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		tt = SPI_tuptable;
+		nrows = SPI_processed;
+		if (nrows == 0)
+			break;
+		for (r = 0; r < nrows; r++)
+		{
+			Datum	   *values = palloc(sizeof(Datum) * ncols);
+			char	   *nulls = palloc(ncols);
+			int			c;
+			ErrorData  *edata;
+
+			for (c = 0; c < ncols; c++)
+			{
+				bool		isnull;
+
+				values[c] = SPI_getbinval(tt->vals[r], tt->tupdesc, c + 1, &isnull);
+				nulls[c] = isnull ? 'n' : ' ';
+			}
+			edata = stage_one_row(plan, values, nulls);
+			if (edata)
+			{
+				(*skipped)++;
+				if (*sample == NULL)
+					*sample = row_sample_json(edata, columns, pkstrings, values, nulls);
+				FreeErrorData(edata);
+			}
+			pfree(values);
+			pfree(nulls);
+		}
+		seen += nrows;
+		SPI_freetuptable(tt);
+	}
+	SPI_cursor_close(portal);
+	if (seen != n)
+		elog(ERROR, "staged " UINT64_FORMAT " of " UINT64_FORMAT " rows read", seen, n);
+	SPI_freeplan(plan);
+	apply_drop_stage(raw);
+	CommandCounterIncrement();
+	return n;
 }
 
 /* How column c is compared: "=" where the type has it, else as text. */

@@ -20,6 +20,10 @@ extern uint64 apply_copy(struct SourceConn *conn, const char *select_sql,
 						 List *columns, const char *relname,
 						 StringInfo last_row);
 extern char *copy_row_field(const char *row, int index);
+extern uint64 apply_copy_careful(struct SourceConn *conn, const char *select_sql,
+								 List *columns, const char *stage,
+								 StringInfo last_row, List *pk,
+								 int64 *skipped, char **sample);
 extern int64 apply_upsert(const char *target, const char *stage, List *columns,
 						  List *pk, bool soft, bool dedupe);
 extern int64 apply_delete_missing(const char *target, const char *keystage,

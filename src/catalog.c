@@ -147,12 +147,12 @@ void
 catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 					 const char *cursor_column, const char *cursor_value,
 					 List *resume_key, int64 rows_total, const char *mode,
-					 int64 upserted, int64 deleted)
+					 int64 upserted, int64 deleted, const char *row_sample)
 {
-	Oid			types[11] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID,
-	TEXTARRAYOID, TEXTARRAYOID, INT8OID, TEXTOID, INT8OID, INT8OID};
-	Datum		values[11];
-	char		nulls[11];
+	Oid			types[12] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID,
+	TEXTARRAYOID, TEXTARRAYOID, INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(server);
@@ -178,16 +178,20 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 	values[8] = CStringGetTextDatum(mode);
 	values[9] = Int64GetDatum(upserted);
 	values[10] = Int64GetDatum(deleted);
+	if (row_sample)
+		values[11] = CStringGetTextDatum(row_sample);
+	else
+		nulls[11] = 'n';
 	catalog_exec("UPDATE dbsync.tables SET primary_key = $3, cursor_column = $4, "
 				 "cursor_value = $5, resume_key = $6, known_columns = $7, "
 				 "rows_total = $8, last_mode = $9, last_rows_upserted = $10, "
 				 "last_rows_deleted = $11, "
 				 "last_status = 'ok', last_synced_at = pg_catalog.now(), "
 				 "last_error = NULL, last_error_at = NULL, "
-				 "last_row_error_sample = NULL, remote_missing_since = NULL, "
+				 "last_row_error_sample = $12::jsonb, remote_missing_since = NULL, "
 				 "load_direct = NULL "
 				 "WHERE server = $1 AND table_name = $2",
-				 11, types, values, nulls, SPI_OK_UPDATE);
+				 12, types, values, nulls, SPI_OK_UPDATE);
 }
 
 void

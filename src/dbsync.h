@@ -138,6 +138,10 @@ typedef struct SyncResult
 	const char *status;			/* ok | error | skipped */
 	char	   *message;
 	bool		done;			/* false: initial load stopped at a checkpoint */
+	bool		careful;		/* in: convert row by row, skipping bad rows */
+
+	int64		rows_skipped;	/* rows that could not be converted */
+	char	   *row_sample;		/* jsonb text: the first of them */
 } SyncResult;
 
 /* in options.c */
@@ -157,7 +161,8 @@ extern void catalog_save_success(const char *server, const char *table,
 								 RemoteTable *rt, const char *cursor_column,
 								 const char *cursor_value, List *resume_key,
 								 int64 rows_total, const char *mode,
-								 int64 upserted, int64 deleted);
+								 int64 upserted, int64 deleted,
+								 const char *row_sample);
 extern void catalog_save_error(const char *server, const char *table,
 							   const char *target_schema, const char *message,
 							   const char *row_sample);

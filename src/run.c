@@ -277,54 +277,78 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	SyncResult	res = {0};
+	int			attempt;
 
-	res.done = true;
 	PushActiveSnapshot(GetTransactionSnapshot());
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	for (attempt = 0; attempt < 2; attempt++)
 	{
-		if (!try_lock_table(cfg->server_name, rt->name))
-		{
-			res.mode = NULL;
-			res.status = "skipped";
-			res.message = "another run is syncing this table";
-		}
-		else
-		{
-			if (*conn == NULL)
-				*conn = source_connect(cfg);
-			sync_table(cfg, *conn, rt, out->commit_batches, &res);
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+		bool		retry = false;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-
-		if (*conn)
-			source_discard(*conn);
-		*conn = NULL;
-		if (is_fatal_interrupt(edata))
-			ReThrowError(edata);
-		res.rows_upserted = 0;
-		res.rows_deleted = 0;
-		res.status = "error";
-		res.message = error_text(edata);
+		memset(&res, 0, sizeof(res));
 		res.done = true;
-		catalog_save_error(cfg->server_name, rt->name, cfg->target_schema,
-						   res.message, row_error_sample(edata));
+		res.careful = total->careful;
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcxt);
+		PG_TRY();
+		{
+			if (!try_lock_table(cfg->server_name, rt->name))
+			{
+				res.mode = NULL;
+				res.status = "skipped";
+				res.message = "another run is syncing this table";
+			}
+			else
+			{
+				if (*conn == NULL)
+					*conn = source_connect(cfg);
+				sync_table(cfg, *conn, rt, out->commit_batches, &res);
+			}
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+
+			if (*conn)
+				source_discard(*conn);
+			*conn = NULL;
+			if (is_fatal_interrupt(edata))
+				ReThrowError(edata);
+			/* a value that cannot be converted: with skip, go row by row */
+			if (cfg->on_row_error == ROW_ERROR_SKIP && !total->careful &&
+				ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+			{
+				total->careful = true;
+				retry = true;
+			}
+			else
+			{
+				res.rows_upserted = 0;
+				res.rows_deleted = 0;
+				res.status = "error";
+				res.done = true;
+				res.message = error_text(edata);
+				ereport(LOG,
+						(errmsg("dbsync: sync of table \"%s\" of server \"%s\" failed: %s",
+								rt->name, cfg->server_name, edata->message),
+						 edata->context ? errcontext_msg("%s", edata->context) : 0));
+				catalog_save_error(cfg->server_name, rt->name, cfg->target_schema,
+								   res.message, row_error_sample(edata));
+			}
+		}
+		PG_END_TRY();
+		if (!retry)
+			break;
 	}
-	PG_END_TRY();
 	PopActiveSnapshot();
 	total->rows_upserted += res.rows_upserted;
 	total->rows_deleted += res.rows_deleted;

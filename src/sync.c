@@ -139,6 +139,21 @@ local_count(const char *relname, bool soft)
 	return v ? strtoll(v, NULL, 10) : 0;
 }
 
+/*
+ * Stream rows into a stage: one COPY, or, in careful mode (on_row_error
+ * 'skip' after a conversion error), row by row so bad rows are skipped and
+ * the first one is kept as a sample.
+ */
+static uint64
+stage_rows(SyncResult *res, SourceConn *conn, const char *sql, List *columns,
+		   const char *stage, StringInfo last, List *pk)
+{
+	if (!res->careful)
+		return apply_copy(conn, sql, columns, stage, last);
+	return apply_copy_careful(conn, sql, columns, stage, last, pk,
+							  &res->rows_skipped, &res->row_sample);
+}
+
 /* Columns of rt that make up the key, as RemoteColumn *. */
 static List *
 key_columns(RemoteTable *rt, List *pk)
@@ -163,7 +178,7 @@ sync_full_with_key(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	q.schema = cfg->schema;
 	q.table = rt;
 	q.columns = rt->columns;
-	apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
+	stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
 	res->rows_upserted = apply_upsert(target, stage, rt->columns, pk,
 									  cfg->deletes == DELETES_SOFT, dedupe);
 	if (cfg->deletes != DELETES_IGNORE)
@@ -201,7 +216,7 @@ reconcile_deletes(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	apply_drop_stage(keystage);
 	*rows_total = local_count(target, soft);
 	if (*rows_total < remote_rows)
-		res->message = psprintf("%lld source rows are missing locally; run dbsync_resync() to reload the table",
+		res->message = psprintf("%lld source row(s) are not in the local table (skipped as unconvertible, or committed later than lookback allows); dbsync_resync() reloads the table",
 								(long long) (remote_rows - *rows_total));
 }
 
@@ -313,7 +328,8 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		res->mode = "initial";
 		hw = normalize_value(conn->driver->query_value(conn, sql), ccol->local_type);
 		hw = cap_inflight(conn, ccol, NULL, hw);
-		direct = st->pk_override == NIL && local_count(target, false) == 0;
+		direct = st->pk_override == NIL && !res->careful &&
+			local_count(target, false) == 0;
 		total = 0;
 	}
 	else
@@ -342,7 +358,7 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		{
 			char	   *stage = apply_create_stage(rt->columns);
 
-			n = apply_copy(conn, sql, rt->columns, stage, &last);
+			n = stage_rows(res, conn, sql, rt->columns, stage, &last, pk);
 			res->rows_upserted += apply_upsert(target, stage, rt->columns, pk,
 											   soft, st->pk_override != NIL);
 			apply_drop_stage(stage);
@@ -388,6 +404,8 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	res->rows_deleted = 0;
 	res->message = NULL;
 	res->done = true;
+	res->rows_skipped = 0;
+	res->row_sample = NULL;
 	if (!st->enabled)
 	{
 		res->mode = "full";
@@ -417,7 +435,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		q.schema = cfg->schema;
 		q.table = rt;
 		q.columns = rt->columns;
-		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
+		stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, NIL);
 		apply_mirror_multiset(target, stage, rt->columns,
 							  &res->rows_upserted, &res->rows_deleted);
 		apply_drop_stage(stage);
@@ -475,10 +493,10 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		q.columns = rt->columns;
 		q.cursor_column = cursor;
 		q.cursor_lower = lower;
-		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
+		stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
 		q.cursor_lower = NULL;
 		q.cursor_is_null = true;
-		apply_copy(conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL);
+		stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
 
 		/* keys new to the target, so rows_total stays exact without a scan */
 		initStringInfo(&sql);
@@ -526,9 +544,16 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	conn->driver->end_snapshot(conn);
 	if (drift_note)
 		res->message = res->message ? psprintf("%s; %s", res->message, drift_note) : drift_note;
+	if (res->rows_skipped > 0)
+	{
+		char	   *skip = psprintf(INT64_FORMAT " source row(s) could not be converted and were skipped (on_row_error 'skip'); see last_row_error_sample",
+								   res->rows_skipped);
+
+		res->message = res->message ? psprintf("%s; %s", res->message, skip) : skip;
+	}
 	catalog_save_success(cfg->server_name, rt->name, rt, cursor, new_cursor,
 						 NIL, rows_total, res->mode, res->rows_upserted,
-						 res->rows_deleted);
+						 res->rows_deleted, res->row_sample);
 	AtEOXact_GUC(true, nest);
 	res->status = "ok";
 }
