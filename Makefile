@@ -39,4 +39,8 @@ demo:
 
 cppcheck:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--suppress=missingIncludeSystem -Isrc src/
+		--suppress=missingIncludeSystem --suppress=missingInclude \
+		--suppress=unknownEvaluationOrder --suppress=nullPointerRedundantCheck \
+		-D__GNUC__ -Isrc -I$(shell $(PG_CONFIG) --includedir-server) \
+		--include=$(shell $(PG_CONFIG) --includedir-server)/postgres.h \
+		$(shell $(MARIADB_CONFIG) --include) src/*.c

@@ -499,8 +499,8 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 		}
 		if (only_table && !found)
 			emit(out, only_table, NULL, 0, 0, started, "error",
-				 psprintf("table \"%s\" not found in schema \"%s\" of the source\nHINT: Check the name (it is case sensitive) with dbsync_discover('%s').",
-						  only_table, cfg->schema, server_name));
+				 psprintf("table \"%s\" not found in schema \"%s\" of the source\nHINT: Check the name (it is case sensitive) with dbsync_discover(%s).",
+						  only_table, cfg->schema, quote_literal_cstr(server_name)));
 	}
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (conn)

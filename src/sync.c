@@ -73,7 +73,10 @@ pick_cursor(SourceConfig *cfg, RemoteTable *rt, TableState *st)
 	return NULL;
 }
 
-/* Pin the text forms the engine parses and produces (undone at xact end). */
+/*
+ * Pin the text forms the engine parses and produces, and the search path
+ * (undone when the table's sync ends).
+ */
 static int
 pin_text_formats(void)
 {
@@ -87,6 +90,9 @@ pin_text_formats(void)
 					  GUC_ACTION_SAVE, true, 0, false);
 	set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
 					  GUC_ACTION_SAVE, true, 0, false);
+	/* generated SQL resolves nothing through the caller's search_path */
+	set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+					  PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
 
