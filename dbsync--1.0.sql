@@ -15,6 +15,7 @@ CREATE FOREIGN DATA WRAPPER dbsync VALIDATOR dbsync.dbsync_validator;
 -- Data and this row commit in the same local transaction.
 CREATE TABLE dbsync.tables (
     server                text NOT NULL,
+    server_oid            oid,                 -- state of a dropped and re-created server is stale
     table_name            text NOT NULL,       -- remote table name
     target_schema         text NOT NULL,
     target_table          text NOT NULL,
@@ -64,6 +65,7 @@ SELECT t.server::name AS server,
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname = t.server
  WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
+GRANT USAGE ON SCHEMA dbsync TO PUBLIC;
 GRANT SELECT ON dbsync.status TO PUBLIC;
 
 CREATE FUNCTION public.dbsync_run(srv name DEFAULT NULL, tbl text DEFAULT NULL,

@@ -277,7 +277,7 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk)
  */
 Oid
 apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
-					 List **added, char **note)
+					 List **added, char **note, bool *created)
 {
 	char	   *target = target_name(cfg, rt->name);
 	Oid			nsp = get_namespace_oid(cfg->target_schema, true);
@@ -287,6 +287,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 
 	*added = NIL;
 	*note = NULL;
+	*created = false;
 	initStringInfo(&sql);
 	if (!OidIsValid(nsp))
 		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s",
@@ -317,6 +318,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 		appendStringInfoChar(&sql, ')');
 		spi_exec(sql.data, SPI_OK_UTILITY);
 		CommandCounterIncrement();
+		*created = true;
 		return RangeVarGetRelid(makeRangeVar(cfg->target_schema, rt->name, -1),
 								NoLock, false);
 	}
@@ -665,13 +667,35 @@ apply_copy_careful(SourceConn *conn, const char *select_sql, List *columns,
 	return n;
 }
 
-/* How column c is compared: "=" where the type has it, else as text. */
+/*
+ * How a multiset mirror compares a column: as text, which tells apart
+ * values "=" calls equal (1.10 and 1.100, '1 day' and '24:00:00', 0 and -0)
+ * and works for types without "=".
+ */
 static char *
 cmp_expr(const char *alias, RemoteColumn *col)
 {
-	if (type_has_equality(col->local_type))
-		return psprintf("%s.%s", alias, quote_identifier(col->name));
 	return psprintf("%s.%s::text", alias, quote_identifier(col->name));
+}
+
+/* ROW(alias.c1, ...)::record, compared with *= (binary image equality). */
+static void
+append_row_image(StringInfo buf, List *columns, const char *alias,
+				 const char *extra)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfoString(buf, "ROW(");
+	foreach(lc, columns)
+	{
+		appendStringInfo(buf, "%s%s.%s", first ? "" : ", ", alias,
+						 quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+		first = false;
+	}
+	if (extra)
+		appendStringInfo(buf, ", %s", extra);
+	appendStringInfoString(buf, ")::record");
 }
 
 static void
@@ -705,7 +729,8 @@ append_cmp_list(StringInfo buf, List *columns, const char *alias)
 
 /*
  * Upsert the staged rows into the target, keyed by pk.  Rows identical to
- * the target's are not written.  With dedupe, the last staged row of a key
+ * the target's (binary image equality, so 1.10 -> 1.100 is a change) are
+ * not written.  With dedupe, the last staged row of a key
  * wins.  Returns the number of rows inserted or updated.
  */
 int64
@@ -738,15 +763,11 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	appendStringInfo(&sql, " FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s x WHERE ",
 					 stage, target);
 	append_key_match(&sql, pk, "x", "s");
-	appendStringInfoString(&sql, " AND (");
-	append_cmp_list(&sql, columns, "x");
-	if (soft)
-		appendStringInfoString(&sql, ", x._dbsync_deleted");
-	appendStringInfoString(&sql, ") IS NOT DISTINCT FROM (");
-	append_cmp_list(&sql, columns, "s");
-	if (soft)
-		appendStringInfoString(&sql, ", false");
-	appendStringInfoString(&sql, "))");
+	appendStringInfoString(&sql, " AND ");
+	append_row_image(&sql, columns, "x", soft ? "x._dbsync_deleted" : NULL);
+	appendStringInfoString(&sql, " *= ");
+	append_row_image(&sql, columns, "s", soft ? "false" : NULL);
+	appendStringInfoChar(&sql, ')');
 	if (dedupe)
 	{
 		appendStringInfoString(&sql, " ORDER BY ");
@@ -850,10 +871,7 @@ apply_mirror_multiset(const char *target, const char *stage, List *columns,
 		RemoteColumn *col = lfirst(lc);
 
 		i++;
-		if (type_has_equality(col->local_type))
-			appendStringInfo(&sql, "m.c%d, ", i);
-		else
-			appendStringInfo(&sql, "m.c%d::%s, ", i, col->local_type);
+		appendStringInfo(&sql, "m.c%d::%s, ", i, col->local_type);
 	}
 	appendStringInfoString(&sql, "pg_catalog.now() FROM (SELECT ");
 	append_cmp_list(&sql, columns, "s");

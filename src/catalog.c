@@ -118,18 +118,38 @@ catalog_load(const char *server, const char *table)
 
 /* Make sure a row exists for this table (target names filled in). */
 void
-catalog_ensure(const char *server, const char *table, const char *target_schema)
+catalog_ensure(const char *server, Oid serverid, const char *table,
+			   const char *target_schema)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[4];
 
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(table);
 	values[2] = CStringGetTextDatum(target_schema);
-	catalog_exec("INSERT INTO dbsync.tables (server, table_name, target_schema, target_table) "
-				 "VALUES ($1, $2, $3, $2) ON CONFLICT (server, table_name) "
-				 "DO UPDATE SET target_schema = EXCLUDED.target_schema",
-				 3, types, values, NULL, SPI_OK_INSERT);
+	values[3] = ObjectIdGetDatum(serverid);
+	catalog_exec("INSERT INTO dbsync.tables (server, table_name, target_schema, target_table, server_oid) "
+				 "VALUES ($1, $2, $3, $2, $4) ON CONFLICT (server, table_name) "
+				 "DO UPDATE SET target_schema = EXCLUDED.target_schema, "
+				 "server_oid = EXCLUDED.server_oid",
+				 4, types, values, NULL, SPI_OK_INSERT);
+}
+
+/*
+ * Drop the state left by an earlier server of the same name (dropped and
+ * created again): it describes another source.
+ */
+void
+catalog_forget_stale(const char *server, Oid serverid)
+{
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = ObjectIdGetDatum(serverid);
+	catalog_exec("DELETE FROM dbsync.tables WHERE server = $1 "
+				 "AND server_oid IS DISTINCT FROM $2",
+				 2, types, values, NULL, SPI_OK_DELETE);
 }
 
 static List *
@@ -261,9 +281,9 @@ catalog_note_missing(const char *server, const char *table)
 				 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
-/* Remote table names this server has state for. */
+/* Remote table names this server has state for (synced_only: synced once). */
 List *
-catalog_known_tables(const char *server)
+catalog_known_tables(const char *server, bool synced_only)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
@@ -271,7 +291,10 @@ catalog_known_tables(const char *server)
 	uint64		i;
 
 	values[0] = CStringGetTextDatum(server);
-	catalog_exec("SELECT table_name FROM dbsync.tables WHERE server = $1 "
+	catalog_exec(synced_only ?
+				 "SELECT table_name FROM dbsync.tables WHERE server = $1 "
+				 "AND last_synced_at IS NOT NULL ORDER BY table_name" :
+				 "SELECT table_name FROM dbsync.tables WHERE server = $1 "
 				 "ORDER BY table_name", 1, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		result = lappend(result, SPI_getvalue(SPI_tuptable->vals[i],

@@ -139,7 +139,7 @@ typedef struct SyncResult
 	char	   *message;
 	bool		done;			/* false: initial load stopped at a checkpoint */
 	bool		careful;		/* in: convert row by row, skipping bad rows */
-
+	bool		continuing;		/* in: a later step of the same run */
 	int64		rows_skipped;	/* rows that could not be converted */
 	char	   *row_sample;		/* jsonb text: the first of them */
 } SyncResult;
@@ -151,11 +151,10 @@ extern Oid	dbsync_fdw_oid(void);
 
 /* in typemap.c */
 extern void typemap_resolve(RemoteTable *table);
-extern bool type_has_equality(const char *local_type);
 
 /* in catalog.c */
 extern TableState *catalog_load(const char *server, const char *table);
-extern void catalog_ensure(const char *server, const char *table,
+extern void catalog_ensure(const char *server, Oid serverid, const char *table,
 						   const char *target_schema);
 extern void catalog_save_success(const char *server, const char *table,
 								 RemoteTable *rt, const char *cursor_column,
@@ -170,7 +169,8 @@ extern void catalog_save_checkpoint(const char *server, const char *table,
 									List *resume_key, const char *high_water,
 									bool load_direct, int64 rows_total);
 extern void catalog_note_missing(const char *server, const char *table);
-extern List *catalog_known_tables(const char *server);
+extern List *catalog_known_tables(const char *server, bool synced_only);
+extern void catalog_forget_stale(const char *server, Oid serverid);
 
 /* in sync.c */
 extern void sync_table(SourceConfig *cfg, struct SourceConn *conn,

@@ -227,13 +227,16 @@ static char *
 error_text(ErrorData *edata)
 {
 	StringInfoData buf;
+	const char *hint = edata->hint;
 
+	if (hint == NULL && ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+		hint = "A source value does not fit the local column type (see last_row_error_sample): fix it at the source, change the local column's type, or set the server option on_row_error 'skip' to skip such rows.";
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, edata->message);
 	if (edata->detail)
 		appendStringInfo(&buf, "\nDETAIL: %s", edata->detail);
-	if (edata->hint)
-		appendStringInfo(&buf, "\nHINT: %s", edata->hint);
+	if (hint)
+		appendStringInfo(&buf, "\nHINT: %s", hint);
 	return buf.data;
 }
 
@@ -287,6 +290,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		memset(&res, 0, sizeof(res));
 		res.done = true;
 		res.careful = total->careful;
+		res.continuing = total->mode != NULL;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
 		PG_TRY();
@@ -401,7 +405,7 @@ record_server_error(RunOutput *out, SourceConfig *cfg, const char *server,
 	ListCell   *lc;
 
 	if (cfg)
-		known = catalog_known_tables(server);
+		known = catalog_known_tables(server, false);
 	foreach(lc, known)
 	{
 		if (only_table && strcmp(only_table, lfirst(lc)) != 0)
@@ -462,7 +466,10 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 
 	SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	{
-		List	   *known = catalog_known_tables(cfg->server_name);
+		List	   *known;
+
+		catalog_forget_stale(cfg->server_name, cfg->serverid);
+		known = catalog_known_tables(cfg->server_name, true);
 		bool		found = false;
 
 		foreach(lc, tables)
@@ -648,8 +655,10 @@ dbsync_discover(PG_FUNCTION_ARGS)
 			ltypes[i] = CStringGetTextDatum(col->local_type);
 			i++;
 		}
-		pk = effective_pk(rt, st);
-		cursor = pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
+		/* overrides are shown as set; a run reports them if they are wrong */
+		pk = st->pk_override ? st->pk_override : rt->primary_key;
+		cursor = pk == NIL ? NULL : st->cursor_override ? st->cursor_override :
+			pick_cursor(cfg, rt, st);
 		target = get_relname_relid(rt->name, get_namespace_oid(cfg->target_schema, true));
 
 		values[0] = CStringGetTextDatum(rt->name);
@@ -730,7 +739,8 @@ dbsync_set_table(PG_FUNCTION_ARGS)
 		values[4] = PG_GETARG_DATUM(4);
 
 	SPI_connect();
-	catalog_ensure(server->servername, table, cfg->target_schema);
+	catalog_forget_stale(server->servername, server->serverid);
+	catalog_ensure(server->servername, server->serverid, table, cfg->target_schema);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	rc = SPI_execute_with_args(

@@ -37,6 +37,7 @@ typedef struct PgConn
 } PgConn;
 
 static void pg_close(SourceConn *sconn, bool cancel_running);
+static char *pg_query_value(SourceConn *sconn, const char *sql);
 
 /* Report a failed remote operation, forwarding the remote SQLSTATE. */
 static void
@@ -351,6 +352,23 @@ pg_discover(SourceConn *sconn)
 				   "ORDER BY c.relname COLLATE \"C\", a.attnum",
 				   quote_literal_cstr(sconn->cfg->schema));
 	res = pg_exec(pc, sql, "discover tables");
+	if (PQntuples(res) == 0)
+	{
+		char	   *found = pg_query_value(sconn,
+										   psprintf("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s",
+													quote_literal_cstr(sconn->cfg->schema)));
+
+		if (found == NULL)
+		{
+			PQclear(res);
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_SCHEMA_NOT_FOUND),
+					 errmsg("schema \"%s\" does not exist at source \"%s\"",
+							sconn->cfg->schema, sconn->cfg->server_name),
+					 errhint("Set the server option \"schema\" to an existing schema: ALTER SERVER %s OPTIONS (SET schema '...').",
+							 quote_identifier(sconn->cfg->server_name))));
+		}
+	}
 	for (i = 0; i < PQntuples(res); i++)
 	{
 		const char *relname = PQgetvalue(res, i, 0);

@@ -339,7 +339,7 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		total = 0;
 	}
 	else
-		res->mode = "resume";
+		res->mode = res->continuing ? "initial" : "resume";
 
 	for (;;)
 	{
@@ -405,6 +405,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	int64		rows_total = st->rows_total;
 	int			nest;
 	char	   *drift_note = NULL;
+	bool		created;
 
 	res->rows_upserted = 0;
 	res->rows_deleted = 0;
@@ -414,7 +415,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	res->row_sample = NULL;
 	if (!st->enabled)
 	{
-		res->mode = "full";
+		res->mode = NULL;
 		res->status = "skipped";
 		res->message = "disabled with dbsync_set_table(enabled => false)";
 		return;
@@ -425,8 +426,17 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	cursor = pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
 	rt->primary_key = pk;
 	typemap_resolve(rt);
-	catalog_ensure(cfg->server_name, rt->name, cfg->target_schema);
-	apply_prepare_target(cfg, rt, pk, soft, &added, &drift_note);
+	catalog_ensure(cfg->server_name, cfg->serverid, rt->name, cfg->target_schema);
+	apply_prepare_target(cfg, rt, pk, soft, &added, &drift_note, &created);
+	if (created && (st->cursor_value || st->resume_key))
+	{
+		/* the target was dropped: what the state says it holds is gone */
+		st->cursor_value = NULL;
+		st->resume_key = NIL;
+		st->rows_total = 0;
+		st->load_direct = false;
+		rows_total = 0;
+	}
 	target = target_name(cfg, rt->name);
 
 	conn->driver->begin_snapshot(conn);

@@ -17,7 +17,6 @@
 #include "parser/parse_type.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/typcache.h"
 
 #include "dbsync.h"
 #include "source.h"
@@ -57,18 +56,4 @@ typemap_resolve(RemoteTable *table)
 		col->local_type = format_type_with_typemod(typid, typmod);
 		col->local_is_vector = (strcmp(format_type_be(typid), "vector") == 0);
 	}
-}
-
-/* Can values of this local type be compared with "="? */
-bool
-type_has_equality(const char *local_type)
-{
-	int32		typmod;
-	Oid			typid = lookup_type(local_type, &typmod);
-	TypeCacheEntry *tce;
-
-	if (!OidIsValid(typid))
-		return false;
-	tce = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
-	return OidIsValid(tce->eq_opr);
 }
