@@ -423,6 +423,9 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 	{
 		int			n;
 
+		/* hand over what we have: COPY's line numbers then stay exact */
+		if (got >= minread && copy_pending_len == 0)
+			break;
 		if (copy_pending_len == 0)
 		{
 			if (copy_eof ||

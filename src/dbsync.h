@@ -139,7 +139,8 @@ typedef struct SyncResult
 	char	   *message;
 	bool		done;			/* false: initial load stopped at a checkpoint */
 	bool		careful;		/* in: convert row by row, skipping bad rows */
-	bool		continuing;		/* in: a later step of the same run */
+	const char *run_mode;		/* in: mode of this run's first step, for
+								 * its later steps (NULL: first step) */
 	int64		rows_skipped;	/* rows that could not be converted */
 	char	   *row_sample;		/* jsonb text: the first of them */
 } SyncResult;

@@ -290,7 +290,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		memset(&res, 0, sizeof(res));
 		res.done = true;
 		res.careful = total->careful;
-		res.continuing = total->mode != NULL;
+		res.run_mode = total->mode;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
 		PG_TRY();
@@ -356,7 +356,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 	PopActiveSnapshot();
 	total->rows_upserted += res.rows_upserted;
 	total->rows_deleted += res.rows_deleted;
-	if (total->mode == NULL || strcmp(total->mode, "initial") != 0)
+	if (total->mode == NULL)
 		total->mode = res.mode;
 	total->status = res.status;
 	total->message = res.message;
@@ -467,10 +467,10 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 	SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	{
 		List	   *known;
+		bool		found = false;
 
 		catalog_forget_stale(cfg->server_name, cfg->serverid);
 		known = catalog_known_tables(cfg->server_name, true);
-		bool		found = false;
 
 		foreach(lc, tables)
 		{

@@ -339,7 +339,7 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		total = 0;
 	}
 	else
-		res->mode = res->continuing ? "initial" : "resume";
+		res->mode = res->run_mode ? res->run_mode : "resume";
 
 	for (;;)
 	{
