@@ -141,6 +141,8 @@ typedef struct SyncResult
 	bool		careful;		/* in: convert row by row, skipping bad rows */
 	const char *run_mode;		/* in: mode of this run's first step, for
 								 * its later steps (NULL: first step) */
+	int64		run_upserted;	/* in: rows of this run's earlier steps */
+	int64		run_deleted;
 	int64		rows_skipped;	/* rows that could not be converted */
 	char	   *row_sample;		/* jsonb text: the first of them */
 } SyncResult;

@@ -291,6 +291,8 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		res.done = true;
 		res.careful = total->careful;
 		res.run_mode = total->mode;
+		res.run_upserted = total->rows_upserted;
+		res.run_deleted = total->rows_deleted;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
 		PG_TRY();

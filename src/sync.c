@@ -568,8 +568,9 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		res->message = res->message ? psprintf("%s; %s", res->message, skip) : skip;
 	}
 	catalog_save_success(cfg->server_name, rt->name, rt, cursor, new_cursor,
-						 NIL, rows_total, res->mode, res->rows_upserted,
-						 res->rows_deleted, res->row_sample);
+						 NIL, rows_total, res->mode,
+						 res->run_upserted + res->rows_upserted,
+						 res->run_deleted + res->rows_deleted, res->row_sample);
 	AtEOXact_GUC(true, nest);
 	res->status = "ok";
 }
