@@ -257,16 +257,35 @@ row_error_sample(ErrorData *edata)
 	return buf.data;
 }
 
-/* Take the per-table advisory lock without waiting. */
-static bool
-try_lock_table(const char *server, const char *table)
+static void
+table_locktag(LOCKTAG *tag, const char *server, const char *table)
 {
-	LOCKTAG		tag;
 	uint32		k1 = hash_bytes((const unsigned char *) server, strlen(server));
 	uint32		k2 = hash_bytes((const unsigned char *) table, strlen(table));
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, k1, k2 ^ 0x6462, 2);
-	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, k1, k2 ^ 0x6462, 2);
+}
+
+/*
+ * Take the per-table advisory lock without waiting: for the transaction, or
+ * (session) across the commits of a procedure's or worker's run.
+ */
+static bool
+try_lock_table(const char *server, const char *table, bool session)
+{
+	LOCKTAG		tag;
+
+	table_locktag(&tag, server, table);
+	return LockAcquire(&tag, ExclusiveLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static void
+unlock_table_session(const char *server, const char *table)
+{
+	LOCKTAG		tag;
+
+	table_locktag(&tag, server, table);
+	LockRelease(&tag, ExclusiveLock, true);
 }
 
 /*
@@ -297,7 +316,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		MemoryContextSwitchTo(oldcxt);
 		PG_TRY();
 		{
-			if (!try_lock_table(cfg->server_name, rt->name))
+			if (!try_lock_table(cfg->server_name, rt->name, false))
 			{
 				res.mode = NULL;
 				res.status = "skipped";
@@ -368,6 +387,11 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 	return res.done;
 }
 
+static void run_table_batches(RunOutput *out, SourceConfig *cfg,
+							  SourceConn **conn, RemoteTable *rt,
+							  SyncResult *total, TimestampTz started,
+							  Oid run_as, int sec);
+
 /*
  * Sync one table; in a procedure, commit after every checkpoint of an
  * initial load so that a killed run resumes from there.
@@ -379,7 +403,37 @@ run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt,
 	SyncResult	total = {0};
 	TimestampTz started = GetCurrentTimestamp();
 
-	while (!run_table_step(out, cfg, conn, rt, &total, started))
+	if (!out->commit_batches)
+	{
+		(void) run_table_step(out, cfg, conn, rt, &total, started);
+		return;
+	}
+
+	/* commits in between would release a transaction lock: hold it */
+	if (!try_lock_table(cfg->server_name, rt->name, true))
+	{
+		emit(out, rt->name, NULL, 0, 0, started, "skipped",
+			 "another run is syncing this table");
+		return;
+	}
+	PG_TRY();
+	{
+		run_table_batches(out, cfg, conn, rt, &total, started, run_as, sec);
+	}
+	PG_FINALLY();
+	{
+		unlock_table_session(cfg->server_name, rt->name);
+	}
+	PG_END_TRY();
+}
+
+/* The steps of one table's run, with a commit after each checkpoint. */
+static void
+run_table_batches(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
+				  RemoteTable *rt, SyncResult *total, TimestampTz started,
+				  Oid run_as, int sec)
+{
+	while (!run_table_step(out, cfg, conn, rt, total, started))
 	{
 		Oid			save_userid;
 		int			save_sec;
