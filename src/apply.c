@@ -766,6 +766,30 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	appendStringInfo(&sql, " FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s x WHERE ",
 					 stage, target);
 	append_key_match(&sql, pk, "x", "s");
+	/* only the stage's key range of the target: an index range, not a scan */
+	appendStringInfoString(&sql, " AND (");
+	append_name_list(&sql, pk, "x.");
+	appendStringInfoString(&sql, ") >= (SELECT ");
+	append_name_list(&sql, pk, "s1.");
+	appendStringInfo(&sql, " FROM %s s1 ORDER BY ", stage);
+	append_name_list(&sql, pk, "s1.");
+	appendStringInfoString(&sql, " LIMIT 1) AND (");
+	append_name_list(&sql, pk, "x.");
+	appendStringInfoString(&sql, ") <= (SELECT ");
+	append_name_list(&sql, pk, "s2.");
+	appendStringInfo(&sql, " FROM %s s2 ORDER BY ", stage);
+	{
+		ListCell   *lc2;
+		bool		f2 = true;
+
+		foreach(lc2, pk)
+		{
+			appendStringInfo(&sql, "%ss2.%s DESC", f2 ? "" : ", ",
+							 quote_identifier(lfirst(lc2)));
+			f2 = false;
+		}
+	}
+	appendStringInfoString(&sql, " LIMIT 1)");
 	appendStringInfoString(&sql, " AND ");
 	append_row_image(&sql, columns, "x", soft ? "x._dbsync_deleted" : NULL);
 	appendStringInfoString(&sql, " *= ");

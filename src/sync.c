@@ -135,6 +135,15 @@ max_value(const char *relname, const char *column)
 									  quote_identifier(column), relname));
 }
 
+static bool
+is_empty(const char *relname)
+{
+	char	   *v = apply_query_value(psprintf("SELECT NOT EXISTS (SELECT 1 FROM %s)",
+											   relname));
+
+	return v && strcmp(v, "t") == 0;
+}
+
 static int64
 local_count(const char *relname, bool soft)
 {
@@ -334,8 +343,7 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		res->mode = "initial";
 		hw = normalize_value(conn->driver->query_value(conn, sql), ccol->local_type);
 		hw = cap_inflight(conn, ccol, NULL, hw);
-		direct = st->pk_override == NIL && !res->careful &&
-			local_count(target, false) == 0;
+		direct = st->pk_override == NIL && !res->careful && is_empty(target);
 		total = 0;
 	}
 	else
@@ -352,7 +360,8 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		q.columns = rt->columns;
 		q.pk = pk;
 		q.after_key = key;
-		q.limit = cfg->batch_size;
+		/* batches matter only where a checkpoint can commit */
+		q.limit = one_batch ? cfg->batch_size : 0;
 		sql = remote_select_sql(conn->driver, &q);
 		if (direct)
 		{
@@ -371,7 +380,7 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		}
 		if (n > 0)
 			key = key_of_row(rt, pk, last.data);
-		if (n < (uint64) cfg->batch_size)
+		if (!one_batch || n < (uint64) cfg->batch_size)
 			break;
 		catalog_save_checkpoint(cfg->server_name, rt->name, key, hw, direct, total);
 		if (one_batch)
