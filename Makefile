@@ -17,6 +17,7 @@ OBJS = \
 	src/apply.o \
 	src/sync.o \
 	src/run.o \
+	src/subxact.o \
 	src/worker.o
 
 PG_CONFIG ?= pg_config

@@ -38,6 +38,7 @@ CREATE TABLE dbsync.tables (
     last_error_at         timestamptz,
     last_row_error_sample jsonb,
     remote_missing_since  timestamptz,          -- table gone at the source
+    source_flavor         text,                 -- e.g. "TiDB v7.5.1", "YugabyteDB 2.25.0.0"
     PRIMARY KEY (server, table_name)
 );
 REVOKE ALL ON dbsync.tables FROM PUBLIC;
@@ -61,6 +62,7 @@ SELECT t.server::name AS server,
        t.last_row_error_sample,
        t.resume_key IS NOT NULL AS initial_load_pending,
        t.remote_missing_since,
+       t.source_flavor,
        t.enabled
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname = t.server

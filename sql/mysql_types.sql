@@ -97,3 +97,6 @@ SELECT id, g, p, substr(g, 1, 4) = '\xe6100000'::bytea AS srid_4326
 :run('mytypes') ORDER BY table_name;
 SELECT table_name, last_status, rows_total, last_error
   FROM dbsync.status WHERE server = 'mytypes' ORDER BY table_name;
+-- the source's product is recorded with the state
+SELECT DISTINCT source_flavor LIKE 'MariaDB %' AS status_says_mariadb
+  FROM dbsync.status WHERE server = 'mytypes';

@@ -543,28 +543,19 @@ row_sample_json(ErrorData *edata, List *columns, List *pk, Datum *values,
 static ErrorData *
 stage_one_row(SPIPlanPtr plan, Datum *values, char *nulls)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	Subxact		sx;
 	ErrorData  *volatile edata = NULL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
+	subxact_begin(&sx);
 	PG_TRY();
 	{
 		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not stage a row");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		subxact_commit(&sx);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		edata = subxact_abort(&sx);
 		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
 			ReThrowError(edata);
 	}

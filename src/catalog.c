@@ -266,6 +266,24 @@ catalog_save_error(const char *server, const char *table,
 				 5, types, values, nulls, SPI_OK_INSERT);
 }
 
+/* Record which product and version the source is. */
+void
+catalog_save_flavor(const char *server, const char *table, const char *flavor)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+
+	if (flavor == NULL)
+		return;
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	values[2] = CStringGetTextDatum(flavor);
+	catalog_exec("UPDATE dbsync.tables SET source_flavor = $3 "
+				 "WHERE server = $1 AND table_name = $2 "
+				 "AND source_flavor IS DISTINCT FROM $3",
+				 3, types, values, NULL, SPI_OK_UPDATE);
+}
+
 /* A table known from earlier runs is gone at the source: keep its data. */
 void
 catalog_note_missing(const char *server, const char *table)

@@ -147,6 +147,16 @@ typedef struct SyncResult
 	char	   *row_sample;		/* jsonb text: the first of them */
 } SyncResult;
 
+/* in subxact.c */
+typedef struct Subxact
+{
+	MemoryContext cxt;
+	struct ResourceOwnerData *owner;
+} Subxact;
+extern void subxact_begin(Subxact *sx);
+extern void subxact_commit(Subxact *sx);
+extern ErrorData *subxact_abort(Subxact *sx);
+
 /* in options.c */
 extern SourceConfig *source_config_get(Oid serverid);
 extern List *split_list_option(const char *value);
@@ -172,6 +182,8 @@ extern void catalog_save_checkpoint(const char *server, const char *table,
 									List *resume_key, const char *high_water,
 									bool load_direct, int64 rows_total);
 extern void catalog_note_missing(const char *server, const char *table);
+extern void catalog_save_flavor(const char *server, const char *table,
+								const char *flavor);
 extern List *catalog_known_tables(const char *server, bool synced_only);
 extern void catalog_forget_stale(const char *server, Oid serverid);
 

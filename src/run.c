@@ -296,8 +296,6 @@ static bool
 run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			   RemoteTable *rt, SyncResult *total, TimestampTz started)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	SyncResult	res = {0};
 	int			attempt;
 
@@ -305,6 +303,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 	for (attempt = 0; attempt < 2; attempt++)
 	{
 		bool		retry = false;
+		Subxact		sx;
 
 		memset(&res, 0, sizeof(res));
 		res.done = true;
@@ -312,8 +311,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		res.run_mode = total->mode;
 		res.run_upserted = total->rows_upserted;
 		res.run_deleted = total->rows_deleted;
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcxt);
+		subxact_begin(&sx);
 		PG_TRY();
 		{
 			if (!try_lock_table(cfg->server_name, rt->name, false))
@@ -328,20 +326,11 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 					*conn = source_connect(cfg);
 				sync_table(cfg, *conn, rt, out->commit_batches, &res);
 			}
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
+			subxact_commit(&sx);
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
+			ErrorData  *edata = subxact_abort(&sx);
 
 			if (*conn)
 				source_discard(*conn);
@@ -474,9 +463,8 @@ record_server_error(RunOutput *out, SourceConfig *cfg, const char *server,
 static void
 run_server(RunOutput *out, const char *server_name, const char *only_table)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	TimestampTz started = GetCurrentTimestamp();
+	Subxact		sx;
 	SourceConfig *volatile cfg = NULL;
 	SourceConn *conn = NULL;
 	List	   *volatile tables = NIL;
@@ -490,8 +478,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 
 	/* connect and discover; a failure here is recorded for the server */
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
+	subxact_begin(&sx);
 	PG_TRY();
 	{
 		cfg = source_config_get(server->serverid);
@@ -499,20 +486,12 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 		conn = source_connect(cfg);
 		tables = conn->driver->discover(conn);
 		SetUserIdAndSecContext(save_userid, save_sec);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		subxact_commit(&sx);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = subxact_abort(&sx);
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		if (is_fatal_interrupt(edata))
 			ReThrowError(edata);
 		record_server_error(out, cfg, server_name, only_table, edata, started);

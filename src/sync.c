@@ -436,6 +436,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	rt->primary_key = pk;
 	typemap_resolve(rt);
 	catalog_ensure(cfg->server_name, cfg->serverid, rt->name, cfg->target_schema);
+	catalog_save_flavor(cfg->server_name, rt->name, conn->flavor);
 	apply_prepare_target(cfg, rt, pk, soft, &added, &drift_note, &created);
 	if (created && (st->cursor_value || st->resume_key))
 	{
