@@ -10,6 +10,7 @@ OBJS = \
 	src/source.o \
 	src/source_pg.o \
 	src/source_mysql.o \
+	src/mysql_values.o \
 	src/remote_sql.o \
 	src/typemap.o \
 	src/typemap_mysql.o \

@@ -20,17 +20,15 @@
  *
  * Rows are read with mysql_use_result() (never mysql_store_result(): memory
  * stays flat) and converted to COPY text according to each column's
- * ValueKind (see typemap_mysql.c).  The end of a result set is checked
- * with mysql_errno(): a stream that the source cut is an error, never a
- * short read.
+ * ValueKind (see typemap_mysql.c) by mysql_values.c, which sees only plain
+ * C types.  The end of a result set is checked with mysql_errno(): a stream
+ * that the source cut is an error, never a short read.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -45,7 +43,6 @@
 #undef list_delete
 #undef list_free
 
-#include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -53,6 +50,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "mysql_values.h"
 #include "source.h"
 #include "typemap_mysql.h"
 
@@ -83,21 +81,6 @@ typedef struct MyParams
 	int			read_timeout;
 	bool		password_required;
 } MyParams;
-
-/* How one column of the stream is turned into COPY text. */
-typedef struct MyColumn
-{
-	const char *name;
-	ValueKind	kind;
-	int			width;			/* VK_BITS: n; VK_VECTOR: dimensions, 0 =
-								 * any */
-	bool		as_utc;			/* TIMESTAMP: the text is UTC, say so */
-	bool		geometry;		/* VK_SPATIAL to PostGIS (EWKB), else bytea */
-	char		vec_open;		/* '[' pgvector, '{' real[] */
-	bool		vec_lenient;	/* a bad vector is passed on as text */
-	bool		vec_binary;		/* float32 little endian (MySQL 9, MariaDB
-								 * 11.7) */
-} MyColumn;
 
 typedef struct MyConn
 {
@@ -1195,42 +1178,9 @@ my_query_value(SourceConn *conn, const char *sql)
 
 
 /* ------------------------------------------------------------------------
- * Streaming: values to COPY text
+ * Streaming: rows to COPY text (values: mysql_values.c)
  * ------------------------------------------------------------------------
  */
-
-static const char hexdigits[] = "0123456789abcdef";
-
-static void
-append_hex(StringInfo buf, const unsigned char *p, size_t n)
-{
-	char	   *d;
-	size_t		i;
-
-	if (n > (size_t) (MaxAllocSize / 2 - 16))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("binary value of %zu bytes is too large", n)));
-	enlargeStringInfo(buf, (int) (n * 2));
-	d = buf->data + buf->len;
-	for (i = 0; i < n; i++)
-	{
-		*d++ = hexdigits[p[i] >> 4];
-		*d++ = hexdigits[p[i] & 0x0f];
-	}
-	buf->len += (int) (n * 2);
-	buf->data[buf->len] = '\0';
-}
-
-/* '0000-00-00', '2020-00-00', '2020-01-00 ...': MySQL's zero dates */
-static bool
-is_zero_date(const char *v, unsigned long len)
-{
-	if (len < 10 || v[4] != '-' || v[7] != '-')
-		return false;
-	return memcmp(v, "0000", 4) == 0 || memcmp(v + 5, "00", 2) == 0 ||
-		memcmp(v + 8, "00", 2) == 0;
-}
 
 /*
  * A value that cannot be converted.  The rows before it in the chunk are
@@ -1247,267 +1197,6 @@ raise_pending(MyConn *c)
 					c->bad_column, c->bad_sample),
 			 errdetail("%s", c->bad_reason)));
 	pg_unreachable();
-}
-
-/*
- * [1,2.5,-3] (text) or float32 LE bytes -> '[..]' (pgvector) / '{..}'.
- * Returns NULL, or why the value is not a vector.
- */
-static const char *
-append_vector(StringInfo out, MyColumn *mc, const char *v, unsigned long len)
-{
-	char		open = mc->vec_open;
-	char		close = open == '[' ? ']' : '}';
-	int			n = 0;
-
-	if (mc->vec_binary)
-	{
-		unsigned long i;
-
-		if (len % 4 != 0)
-			return "A binary vector must hold 4 bytes per dimension.";
-		appendStringInfoChar(out, open);
-		for (i = 0; i < len; i += 4)
-		{
-			const unsigned char *b = (const unsigned char *) v + i;
-			uint32		u = (uint32) b[0] | ((uint32) b[1] << 8) |
-				((uint32) b[2] << 16) | ((uint32) b[3] << 24);
-			float		f;
-			char		num[32];
-
-			memcpy(&f, &u, sizeof(f));
-			if (!isfinite(f))
-				return "Vector elements must be finite numbers.";
-			float_to_shortest_decimal_buf(f, num);
-			if (n++ > 0)
-				appendStringInfoChar(out, ',');
-			appendStringInfoString(out, num);
-		}
-		appendStringInfoChar(out, close);
-	}
-	else
-	{
-		const char *p = v;
-		const char *end = v + len;
-
-		while (p < end && isspace((unsigned char) *p))
-			p++;
-		if (p >= end || *p != '[')
-			return "A vector must be a bracketed list of numbers, such as [1,2.5,-3].";
-		p++;
-		appendStringInfoChar(out, open);
-		while (p < end && isspace((unsigned char) *p))
-			p++;
-		if (p < end && *p == ']')
-			p++;				/* empty vector */
-		else
-		{
-			for (;;)
-			{
-				const char *tok;
-				char		num[64];
-				char	   *numend;
-				float		f;
-				size_t		tl;
-
-				while (p < end && isspace((unsigned char) *p))
-					p++;
-				tok = p;
-				while (p < end && (isdigit((unsigned char) *p) || *p == '.' ||
-								   *p == '-' || *p == '+' || *p == 'e' || *p == 'E'))
-					p++;
-				tl = p - tok;
-				if (tl == 0 || tl >= sizeof(num))
-					return "A vector must be a bracketed list of numbers, such as [1,2.5,-3].";
-				memcpy(num, tok, tl);
-				num[tl] = '\0';
-				/* read as a float32, as pgvector and real[] will */
-				errno = 0;
-				f = strtof(num, &numend);
-				if (*numend != '\0')
-					return "A vector must be a bracketed list of numbers, such as [1,2.5,-3].";
-				if (!isfinite(f))
-					return "Vector elements must be finite single-precision numbers.";
-				if (n++ > 0)
-					appendStringInfoChar(out, ',');
-				appendBinaryStringInfo(out, tok, (int) tl);
-				while (p < end && isspace((unsigned char) *p))
-					p++;
-				if (p < end && *p == ',')
-				{
-					p++;
-					continue;
-				}
-				if (p < end && *p == ']')
-				{
-					p++;
-					break;
-				}
-				return "A vector must be a bracketed list of numbers, such as [1,2.5,-3].";
-			}
-		}
-		while (p < end && isspace((unsigned char) *p))
-			p++;
-		if (p != end)
-			return "Unexpected text after the closing bracket.";
-		appendStringInfoChar(out, close);
-	}
-	if (mc->width > 0 && n != mc->width)
-		return psprintf("Expected %d dimensions, found %d.", mc->width, n);
-	return NULL;
-}
-
-/* 'a,b' -> {"a","b"} (array literal, still to be COPY-escaped) */
-static void
-build_set(StringInfo s, const char *v, unsigned long len)
-{
-	unsigned long i;
-
-	appendStringInfoChar(s, '{');
-	if (len > 0)
-	{
-		appendStringInfoChar(s, '"');
-		for (i = 0; i < len; i++)
-		{
-			char		ch = v[i];
-
-			if (ch == ',')
-				appendStringInfoString(s, "\",\"");
-			else
-			{
-				if (ch == '"' || ch == '\\')
-					appendStringInfoChar(s, '\\');
-				appendStringInfoChar(s, ch);
-			}
-		}
-		appendStringInfoChar(s, '"');
-	}
-	appendStringInfoChar(s, '}');
-}
-
-/* SRID (4 bytes LE) + WKB -> EWKB hex, as PostGIS's geometry input takes */
-static void
-append_ewkb(StringInfo out, const unsigned char *v, unsigned long len)
-{
-	uint32		srid;
-	uint32		type;
-	unsigned char hdr[9];
-	bool		le;
-
-	if (len < 9)
-	{
-		append_hex(out, v, len);	/* let PostGIS say what is wrong */
-		return;
-	}
-	srid = (uint32) v[0] | ((uint32) v[1] << 8) | ((uint32) v[2] << 16) |
-		((uint32) v[3] << 24);
-	le = v[4] == 1;
-	if (srid == 0)
-	{
-		append_hex(out, v + 4, len - 4);
-		return;
-	}
-	type = le ? ((uint32) v[5] | ((uint32) v[6] << 8) | ((uint32) v[7] << 16) | ((uint32) v[8] << 24)) :
-		((uint32) v[8] | ((uint32) v[7] << 8) | ((uint32) v[6] << 16) | ((uint32) v[5] << 24));
-	type |= 0x20000000;			/* EWKB: an SRID follows */
-	hdr[0] = v[4];
-	for (int i = 0; i < 4; i++)
-	{
-		hdr[1 + i] = le ? (type >> (8 * i)) & 0xff : (type >> (8 * (3 - i))) & 0xff;
-		hdr[5 + i] = le ? (srid >> (8 * i)) & 0xff : (srid >> (8 * (3 - i))) & 0xff;
-	}
-	append_hex(out, hdr, 9);
-	append_hex(out, v + 9, len - 9);
-}
-
-static const char *
-append_value(MyConn *c, MyColumn *mc, const char *v, unsigned long len)
-{
-	StringInfo	out = &c->chunk;
-
-	switch (mc->kind)
-	{
-		case VK_PLAIN:
-		case VK_JSON:
-		case VK_FLOAT:
-		case VK_TIME:			/* '-838:59:59.5' reads as an interval */
-			copy_append_escaped(out, v, len);
-			break;
-		case VK_BOOL:
-			{
-				char	   *end;
-				long		n = strtol(v, &end, 10);
-
-				/* MySQL truthiness: anything but 0 is true */
-				appendStringInfoChar(out, (end != v && n == 0) ? 'f' : 't');
-				break;
-			}
-		case VK_BIT1:
-			appendStringInfoChar(out,
-								 (len > 0 && (((const unsigned char *) v)[len - 1] & 1)) ? 't' : 'f');
-			break;
-		case VK_BITS:
-			{
-				int			i;
-
-				/* the raw value: ceil(n/8) bytes, big endian */
-				enlargeStringInfo(out, mc->width);
-				for (i = mc->width - 1; i >= 0; i--)
-				{
-					unsigned long byte = (unsigned long) (i / 8);
-					bool		set = byte < len &&
-						(((const unsigned char *) v)[len - 1 - byte] >> (i % 8)) & 1;
-
-					out->data[out->len++] = set ? '1' : '0';
-				}
-				out->data[out->len] = '\0';
-				break;
-			}
-		case VK_BINARY:
-			appendStringInfoString(out, "\\\\x");
-			append_hex(out, (const unsigned char *) v, len);
-			break;
-		case VK_SPATIAL:
-			if (mc->geometry)
-				append_ewkb(out, (const unsigned char *) v, len);
-			else
-			{
-				appendStringInfoString(out, "\\\\x");
-				append_hex(out, (const unsigned char *) v, len);
-			}
-			break;
-		case VK_DATE:
-		case VK_DATETIME:
-			if (is_zero_date(v, len))
-				appendStringInfoString(out, "\\N");
-			else
-			{
-				copy_append_escaped(out, v, len);
-				if (mc->as_utc)
-					appendStringInfoString(out, "+00");
-			}
-			break;
-		case VK_SET:
-			resetStringInfo(&c->scratch);
-			build_set(&c->scratch, v, len);
-			copy_append_escaped(out, c->scratch.data, c->scratch.len);
-			break;
-		case VK_VECTOR:
-			{
-				int			start = out->len;
-				const char *why = append_vector(out, mc, v, len);
-
-				if (why && mc->vec_lenient)
-				{
-					out->len = start;
-					out->data[start] = '\0';
-					copy_append_escaped(out, v, len);
-					why = NULL;
-				}
-				return why;
-			}
-	}
-	return NULL;
 }
 
 static void
@@ -1633,7 +1322,8 @@ my_stream_next(SourceConn *conn, const char **data, int *len)
 				appendBinaryStringInfo(&c->chunk, "\\N", 2);
 				continue;
 			}
-			why = append_value(c, &c->cols[i], row[i], lengths[i]);
+			why = mysql_append_value(&c->chunk, &c->scratch, &c->cols[i],
+									 row[i], lengths[i]);
 			if (why)
 			{
 				c->bad_column = c->cols[i].name;
