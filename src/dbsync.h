@@ -38,6 +38,10 @@ typedef enum RowErrorMode
 struct SourceDriver;
 struct SourceConn;
 
+/* Hint for a source value the local column type does not accept. */
+#define DBSYNC_HINT_BAD_VALUE \
+	"A source value does not fit the local column type (see last_row_error_sample): fix it at the source, change the local column's type, or set the server option on_row_error 'skip' to skip such rows."
+
 /* A source: server options + the owner's user mapping, validated. */
 typedef struct SourceConfig
 {

@@ -36,7 +36,8 @@ append_hex(StringInfo buf, const unsigned char *p, size_t n)
 	if (n > (size_t) (MaxAllocSize / 2 - 16))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("binary value of %zu bytes is too large", n)));
+				 errmsg("binary value of %zu bytes is too large", n),
+				 errhint("PostgreSQL values are limited to 1 GB; leave the table out with the server option exclude_tables.")));
 	enlargeStringInfo(buf, (int) (n * 2));
 	d = buf->data + buf->len;
 	for (i = 0; i < n; i++)

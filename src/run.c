@@ -230,7 +230,7 @@ error_text(ErrorData *edata)
 	const char *hint = edata->hint;
 
 	if (hint == NULL && ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
-		hint = "A source value does not fit the local column type (see last_row_error_sample): fix it at the source, change the local column's type, or set the server option on_row_error 'skip' to skip such rows.";
+		hint = DBSYNC_HINT_BAD_VALUE;
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, edata->message);
 	if (edata->detail)

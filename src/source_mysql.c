@@ -46,6 +46,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -634,7 +635,8 @@ my_connect(SourceConfig *cfg)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory"),
-					 errdetail("mysql_init() failed.")));
+					 errdetail("mysql_init() failed."),
+					 errhint("Free memory on the warehouse host and run the sync again.")));
 		problem = my_set_options(c->my, &c->p,
 								 (unsigned int) Max(c->p.connect_timeout, 0),
 								 (unsigned int) Max(c->p.read_timeout, 0));
@@ -1045,7 +1047,9 @@ my_discover(SourceConn *conn)
 	if (schema == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("server \"%s\" names no database", c->p.server)));
+				 errmsg("server \"%s\" names no database", c->p.server),
+				 errhint("ALTER SERVER %s OPTIONS (ADD dbname '...').",
+						 quote_identifier(c->p.server))));
 
 	if (c->is_mariadb)
 		checks = discover_json_checks(c, schema);
@@ -1195,7 +1199,8 @@ raise_pending(MyConn *c)
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 			 errmsg("invalid vector value in column \"%s\": \"%s\"",
 					c->bad_column, c->bad_sample),
-			 errdetail("%s", c->bad_reason)));
+			 errdetail("%s", c->bad_reason),
+			 errhint(DBSYNC_HINT_BAD_VALUE)));
 	pg_unreachable();
 }
 
@@ -1245,6 +1250,7 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("source \"%s\" returned %u columns, expected %d",
 						c->p.server, mysql_num_fields(c->res), c->ncols),
+				 errhint("The table changed at the source while it was read; run the sync again."),
 				 errcontext("remote SQL command: %s", select_sql)));
 	fields = mysql_fetch_fields(c->res);
 

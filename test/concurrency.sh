@@ -12,8 +12,6 @@
 set -uo pipefail
 source "$(dirname "$0")/lib/fault_common.sh"
 
-ROWS=${FAULT_ROWS:-500000}
-BATCH=${FAULT_BATCH:-20000}
 NOWAIT_LIMIT=1   # seconds a skipped run may take (it connects and discovers, never waits)
 
 use_wh_db concurrency
