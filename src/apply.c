@@ -729,13 +729,15 @@ append_cmp_list(StringInfo buf, List *columns, const char *alias)
  */
 int64
 apply_upsert(const char *target, const char *stage, List *columns, List *pk,
-			 bool soft, bool dedupe)
+			 bool soft, bool dedupe, CompareMode how, int64 *inserted)
 {
 	StringInfoData sql;
 	ListCell   *lc;
 	bool		first = true;
 
 	initStringInfo(&sql);
+	if (inserted)
+		appendStringInfoString(&sql, "WITH up AS (");
 	appendStringInfo(&sql, "INSERT INTO %s AS t (", target);
 	foreach(lc, columns)
 		appendStringInfo(&sql, "%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
@@ -757,34 +759,43 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	appendStringInfo(&sql, " FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s x WHERE ",
 					 stage, target);
 	append_key_match(&sql, pk, "x", "s");
-	/* only the stage's key range of the target: an index range, not a scan */
-	appendStringInfoString(&sql, " AND (");
-	append_name_list(&sql, pk, "x.");
-	appendStringInfoString(&sql, ") >= (SELECT ");
-	append_name_list(&sql, pk, "s1.");
-	appendStringInfo(&sql, " FROM %s s1 ORDER BY ", stage);
-	append_name_list(&sql, pk, "s1.");
-	appendStringInfoString(&sql, " LIMIT 1) AND (");
-	append_name_list(&sql, pk, "x.");
-	appendStringInfoString(&sql, ") <= (SELECT ");
-	append_name_list(&sql, pk, "s2.");
-	appendStringInfo(&sql, " FROM %s s2 ORDER BY ", stage);
+	/*
+	 * A batch of an initial load is a contiguous key range: compare with
+	 * only that range of the target (an index range, not the whole table).
+	 */
+	if (how == COMPARE_KEY_RANGE)
 	{
-		ListCell   *lc2;
-		bool		f2 = true;
-
-		foreach(lc2, pk)
+		appendStringInfoString(&sql, " AND (");
+		append_name_list(&sql, pk, "x.");
+		appendStringInfoString(&sql, ") >= (SELECT ");
+		append_name_list(&sql, pk, "s1.");
+		appendStringInfo(&sql, " FROM %s s1 ORDER BY ", stage);
+		append_name_list(&sql, pk, "s1.");
+		appendStringInfoString(&sql, " LIMIT 1) AND (");
+		append_name_list(&sql, pk, "x.");
+		appendStringInfoString(&sql, ") <= (SELECT ");
+		append_name_list(&sql, pk, "s2.");
+		appendStringInfo(&sql, " FROM %s s2 ORDER BY ", stage);
 		{
-			appendStringInfo(&sql, "%ss2.%s DESC", f2 ? "" : ", ",
-							 quote_identifier(lfirst(lc2)));
-			f2 = false;
+			ListCell   *lc2;
+			bool		f2 = true;
+
+			foreach(lc2, pk)
+			{
+				appendStringInfo(&sql, "%ss2.%s DESC", f2 ? "" : ", ",
+								 quote_identifier(lfirst(lc2)));
+				f2 = false;
+			}
 		}
+		appendStringInfoString(&sql, " LIMIT 1)");
 	}
-	appendStringInfoString(&sql, " LIMIT 1)");
 	appendStringInfoString(&sql, " AND ");
 	append_row_image(&sql, columns, "x", soft ? "x._dbsync_deleted" : NULL);
 	appendStringInfoString(&sql, " *= ");
 	append_row_image(&sql, columns, "s", soft ? "false" : NULL);
+	/* OFFSET 0 keeps the lookup a per-row index probe, not a join */
+	if (how == COMPARE_PROBE)
+		appendStringInfoString(&sql, " OFFSET 0");
 	appendStringInfoChar(&sql, ')');
 	if (dedupe)
 	{
@@ -805,8 +816,29 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	appendStringInfoString(&sql, ", _dbsync_synced_at = EXCLUDED._dbsync_synced_at");
 	if (soft)
 		appendStringInfoString(&sql, ", _dbsync_deleted = false");
-	spi_exec(sql.data, SPI_OK_INSERT);
-	return (int64) SPI_processed;
+	if (inserted == NULL)
+	{
+		spi_exec(sql.data, SPI_OK_INSERT);
+		return (int64) SPI_processed;
+	}
+
+	/*
+	 * Count the inserts among the upserts: a row version written by ON
+	 * CONFLICT DO UPDATE carries the conflict lock in xmax, a new row not.
+	 */
+	appendStringInfoString(&sql, " RETURNING (t.xmax = 0) AS ins) "
+						   "SELECT pg_catalog.count(*), "
+						   "pg_catalog.count(*) FILTER (WHERE ins) FROM up");
+	spi_exec(sql.data, SPI_OK_SELECT);
+	{
+		bool		isnull;
+		int64		all = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+
+		*inserted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 2, &isnull));
+		return all;
+	}
 }
 
 /*

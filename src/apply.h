@@ -25,8 +25,17 @@ extern uint64 apply_copy_careful(struct SourceConn *conn, const char *select_sql
 								 List *columns, const char *stage,
 								 StringInfo last_row, List *pk,
 								 int64 *skipped, char **sample);
+/* How apply_upsert finds a staged row's target row */
+typedef enum CompareMode
+{
+	COMPARE_JOIN,				/* let the planner join (large batches) */
+	COMPARE_KEY_RANGE,			/* join with only the batch's key range */
+	COMPARE_PROBE				/* one index probe per staged row (few rows) */
+} CompareMode;
+
 extern int64 apply_upsert(const char *target, const char *stage, List *columns,
-						  List *pk, bool soft, bool dedupe);
+						  List *pk, bool soft, bool dedupe, CompareMode how,
+						  int64 *inserted);
 extern int64 apply_delete_missing(const char *target, const char *keystage,
 								  List *pk, bool soft);
 extern void apply_mirror_multiset(const char *target, const char *stage,

@@ -90,6 +90,9 @@ pin_text_formats(void)
 					  GUC_ACTION_SAVE, true, 0, false);
 	set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
 					  GUC_ACTION_SAVE, true, 0, false);
+	/* one-shot statements: compiling them costs more than it saves */
+	set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+					  GUC_ACTION_SAVE, true, 0, false);
 	/* generated SQL resolves nothing through the caller's search_path */
 	set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
 					  PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
@@ -195,7 +198,8 @@ sync_full_with_key(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	q.columns = rt->columns;
 	stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
 	res->rows_upserted = apply_upsert(target, stage, rt->columns, pk,
-									  cfg->deletes == DELETES_SOFT, dedupe);
+									  cfg->deletes == DELETES_SOFT, dedupe,
+									  COMPARE_JOIN, NULL);
 	if (cfg->deletes != DELETES_IGNORE)
 		res->rows_deleted = apply_delete_missing(target, stage, pk,
 												 cfg->deletes == DELETES_SOFT);
@@ -375,7 +379,9 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 
 			n = stage_rows(res, conn, sql, rt->columns, stage, &last, pk);
 			res->rows_upserted += apply_upsert(target, stage, rt->columns, pk,
-											   soft, st->pk_override != NIL);
+											   soft, st->pk_override != NIL,
+											   one_batch ? COMPARE_KEY_RANGE : COMPARE_JOIN,
+											   NULL);
 			apply_drop_stage(stage);
 		}
 		if (n > 0)
@@ -509,9 +515,10 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		char	   *stage = apply_create_stage(rt->columns);
 		char	   *lower = cursor_lower_bound(st->cursor_value, cfg->lookback,
 											   ccol->local_type);
-		char	   *new_keys;
+		int64		inserted;
+		int64		revived = 0;
+		int64		staged;
 		char	   *maxv;
-		StringInfoData sql;
 
 		res->mode = "incremental";
 		q.schema = cfg->schema;
@@ -519,33 +526,39 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		q.columns = rt->columns;
 		q.cursor_column = cursor;
 		q.cursor_lower = lower;
-		stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
+		staged = stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
 		q.cursor_lower = NULL;
 		q.cursor_is_null = true;
-		stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
+		staged += stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
 
-		/* keys new to the target, so rows_total stays exact without a scan */
-		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s s WHERE NOT EXISTS "
-						 "(SELECT 1 FROM %s t WHERE ", stage, target);
+		/*
+		 * Rows inserted keep rows_total (live rows) exact without a scan;
+		 * with soft deletes, so do flagged rows that come back.
+		 */
+		if (soft)
 		{
+			StringInfoData sql;
 			ListCell   *lc;
-			bool		first = true;
 
+			initStringInfo(&sql);
+			appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s s JOIN %s t ON ",
+							 stage, target);
 			foreach(lc, pk)
 			{
 				const char *k = quote_identifier(lfirst(lc));
 
-				appendStringInfo(&sql, "%st.%s = s.%s", first ? "" : " AND ", k, k);
-				first = false;
+				appendStringInfo(&sql, "t.%s = s.%s AND ", k, k);
 			}
+			appendStringInfoString(&sql, "t._dbsync_deleted");
+			revived = strtoll(apply_query_value(sql.data), NULL, 10);
 		}
-		appendStringInfo(&sql, "%s)", soft ? " AND NOT t._dbsync_deleted" : "");
-		new_keys = apply_query_value(sql.data);
-
+		/* few changed rows next to a large table: probe, don't scan it */
 		res->rows_upserted = apply_upsert(target, stage, rt->columns, pk, soft,
-										  st->pk_override != NIL);
-		rows_total = st->rows_total + (new_keys ? strtoll(new_keys, NULL, 10) : 0);
+										  st->pk_override != NIL,
+										  staged * 20 < st->rows_total ?
+										  COMPARE_PROBE : COMPARE_JOIN,
+										  &inserted);
+		rows_total = st->rows_total + inserted + revived;
 		maxv = max_value(stage, cursor);
 		new_cursor = st->cursor_value;
 		if (maxv)
