@@ -32,6 +32,9 @@ SHLIB_LINK = $(shell $(MARIADB_CONFIG) --libs)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: rebuild every object when a header changes
+$(OBJS): $(wildcard src/*.h)
+
 .PHONY: test demo cppcheck
 test:
 	bash scripts/run-tests.sh

@@ -424,7 +424,7 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 		int			n;
 
 		/* hand over what we have: COPY's line numbers then stay exact */
-		if (got >= minread && copy_pending_len == 0)
+		if (got >= minread && copy_pending_len == 0 && copy_conn->driver->row_errors)
 			break;
 		if (copy_pending_len == 0)
 		{

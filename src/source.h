@@ -36,6 +36,14 @@ typedef struct SourceDriver
 {
 	const char *name;			/* "postgresql" or "mysql" */
 
+	/*
+	 * The driver can raise an error for a row while streaming (a value it
+	 * cannot convert): the engine then hands COPY each chunk as it comes,
+	 * so COPY's line number in the error context is exact.  Otherwise it
+	 * fills COPY's whole buffer per call, which is faster.
+	 */
+	bool		row_errors;
+
 	/* Connect with cfg's options and pin the session (UTC, encoding...). */
 	SourceConn *(*connect) (SourceConfig *cfg);
 

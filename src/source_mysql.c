@@ -1366,6 +1366,7 @@ my_stream_next(SourceConn *conn, const char **data, int *len)
 
 const SourceDriver mysql_driver = {
 	.name = "mysql",
+	.row_errors = true,
 	.connect = my_connect,
 	.close = my_close,
 	.discover = my_discover,

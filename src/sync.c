@@ -362,9 +362,12 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		q.schema = cfg->schema;
 		q.table = rt;
 		q.columns = rt->columns;
-		q.pk = pk;
+		/*
+		 * Batches, and the key order that makes them resumable, matter only
+		 * where a checkpoint can commit (or when going on after a key).
+		 */
+		q.pk = one_batch || key != NIL ? pk : NIL;
 		q.after_key = key;
-		/* batches matter only where a checkpoint can commit */
 		q.limit = one_batch ? cfg->batch_size : 0;
 		sql = remote_select_sql(conn->driver, &q);
 		if (direct)
