@@ -994,6 +994,34 @@ copy_row_field(const char *row, int index)
 	return buf.data;
 }
 
+/*
+ * Run a one-value query with text parameters $1..$n (a NULL pointer is SQL
+ * NULL); returns NULL for a NULL or no row.
+ */
+char *
+apply_query_value_args(const char *sql, int nargs, const char **args)
+{
+	Oid			types[FUNC_MAX_ARGS];
+	Datum		values[FUNC_MAX_ARGS];
+	char		nulls[FUNC_MAX_ARGS] = {0};
+	int			i;
+	int			rc;
+
+	Assert(nargs <= FUNC_MAX_ARGS);
+	for (i = 0; i < nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+		nulls[i] = args[i] ? ' ' : 'n';
+	}
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "dbsync query failed (%s): %s", SPI_result_code_string(rc), sql);
+	if (SPI_processed == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
 /* Run a one-value query; returns NULL for a NULL or no row. */
 char *
 apply_query_value(const char *sql)

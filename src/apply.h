@@ -42,5 +42,7 @@ extern void apply_mirror_multiset(const char *target, const char *stage,
 								  List *columns, int64 *inserted,
 								  int64 *deleted);
 extern char *apply_query_value(const char *sql);
+extern char *apply_query_value_args(const char *sql, int nargs,
+									const char **args);
 
 #endif							/* DBSYNC_APPLY_H */

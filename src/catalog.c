@@ -84,7 +84,7 @@ catalog_load(const char *server, const char *table)
 	values[1] = CStringGetTextDatum(table);
 	st->enabled = true;
 	catalog_exec("SELECT primary_key_override, cursor_override, enabled, "
-				 "cursor_value, resume_key, rows_total, known_columns, load_direct "
+				 "cursor_value, resume_key, rows_total, load_direct "
 				 "FROM dbsync.tables WHERE server = $1 AND table_name = $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -109,9 +109,6 @@ catalog_load(const char *server, const char *table)
 	d = SPI_getbinval(tup, desc, 6, &isnull);
 	st->rows_total = isnull ? 0 : DatumGetInt64(d);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
-	if (!isnull)
-		st->known_columns = text_array_to_list(d);
-	d = SPI_getbinval(tup, desc, 8, &isnull);
 	st->load_direct = isnull ? false : DatumGetBool(d);
 	return st;
 }
@@ -264,6 +261,62 @@ catalog_save_error(const char *server, const char *table,
 				 "last_status = 'error', last_error = $4, "
 				 "last_error_at = pg_catalog.now(), last_row_error_sample = $5::jsonb",
 				 5, types, values, nulls, SPI_OK_INSERT);
+}
+
+/*
+ * dbsync_set_table(): pk (text[] datum) / cursor NULL keep a setting, an
+ * empty one resets it; enabled < 0 keeps it.  A changed key or cursor
+ * forgets the incremental state, so the next run re-reads the table.
+ */
+void
+catalog_set_table(const char *server, const char *table, Datum pk,
+				  bool pk_null, const char *cursor, int enabled)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	values[2] = pk;
+	if (pk_null)
+		nulls[2] = 'n';
+	if (cursor)
+		values[3] = CStringGetTextDatum(cursor);
+	else
+		nulls[3] = 'n';
+	values[4] = BoolGetDatum(enabled > 0);
+	if (enabled < 0)
+		nulls[4] = 'n';
+	catalog_exec("UPDATE dbsync.tables SET "
+				 "primary_key_override = CASE WHEN $3 IS NULL THEN primary_key_override "
+				 "  WHEN pg_catalog.cardinality($3) = 0 THEN NULL ELSE $3 END, "
+				 "cursor_override = CASE WHEN $4 IS NULL THEN cursor_override "
+				 "  WHEN $4 = '' THEN NULL ELSE $4 END, "
+				 "enabled = COALESCE($5, enabled), "
+				 "cursor_value = CASE WHEN $3 IS NULL AND $4 IS NULL THEN cursor_value END, "
+				 "resume_key = CASE WHEN $3 IS NULL AND $4 IS NULL THEN resume_key END "
+				 "WHERE server = $1 AND table_name = $2",
+				 5, types, values, nulls, SPI_OK_UPDATE);
+}
+
+/* dbsync_resync(): forget the state of one table (or all, table NULL). */
+int64
+catalog_forget_state(const char *server, const char *table)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+
+	values[0] = CStringGetTextDatum(server);
+	if (table)
+		values[1] = CStringGetTextDatum(table);
+	else
+		nulls[1] = 'n';
+	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL "
+				 "WHERE server = $1 AND ($2::text IS NULL OR table_name = $2)",
+				 2, types, values, nulls, SPI_OK_UPDATE);
+	return (int64) SPI_processed;
 }
 
 /* Record which product and version the source is. */

@@ -130,7 +130,6 @@ typedef struct TableState
 								 * when that load started */
 	bool		load_direct;	/* that load COPYs into the target */
 	int64		rows_total;
-	List	   *known_columns;	/* char *: remote columns seen last time */
 } TableState;
 
 /* Result of syncing one table. */
@@ -186,6 +185,9 @@ extern void catalog_save_checkpoint(const char *server, const char *table,
 									List *resume_key, const char *high_water,
 									bool load_direct, int64 rows_total);
 extern void catalog_note_missing(const char *server, const char *table);
+extern void catalog_set_table(const char *server, const char *table, Datum pk,
+							  bool pk_null, const char *cursor, int enabled);
+extern int64 catalog_forget_state(const char *server, const char *table);
 extern void catalog_save_flavor(const char *server, const char *table,
 								const char *flavor);
 extern List *catalog_known_tables(const char *server, bool synced_only);

@@ -133,3 +133,15 @@ remote_count_sql(const SourceDriver *drv, const char *schema, const char *table)
 	append_table(&sql, drv, schema, table);
 	return sql.data;
 }
+
+char *
+remote_max_sql(const SourceDriver *drv, const char *schema, const char *table,
+			   const char *column)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT max(%s) FROM ", drv->quote_ident(column));
+	append_table(&sql, drv, schema, table);
+	return sql.data;
+}

@@ -17,7 +17,6 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -741,12 +740,6 @@ dbsync_set_table(PG_FUNCTION_ARGS)
 	ForeignServer *server;
 	SourceConfig *cfg;
 	const char *table;
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int			rc;
-	Oid			save_userid;
-	int			save_sec;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -758,40 +751,13 @@ dbsync_set_table(PG_FUNCTION_ARGS)
 	cfg = source_config_get(server->serverid);
 	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	values[0] = CStringGetTextDatum(server->servername);
-	values[1] = CStringGetTextDatum(table);
-	if (PG_ARGISNULL(2))
-		nulls[2] = 'n';
-	else
-		values[2] = PG_GETARG_DATUM(2);
-	if (PG_ARGISNULL(3))
-		nulls[3] = 'n';
-	else
-		values[3] = PG_GETARG_DATUM(3);
-	if (PG_ARGISNULL(4))
-		nulls[4] = 'n';
-	else
-		values[4] = PG_GETARG_DATUM(4);
-
 	SPI_connect();
 	catalog_forget_stale(server->servername, server->serverid);
 	catalog_ensure(server->servername, server->serverid, table, cfg->target_schema);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_with_args(
-							   "UPDATE dbsync.tables SET "
-							   "primary_key_override = CASE WHEN $3 IS NULL THEN primary_key_override "
-							   "  WHEN pg_catalog.cardinality($3) = 0 THEN NULL ELSE $3 END, "
-							   "cursor_override = CASE WHEN $4 IS NULL THEN cursor_override "
-							   "  WHEN $4 = '' THEN NULL ELSE $4 END, "
-							   "enabled = COALESCE($5, enabled), "
-							   "cursor_value = CASE WHEN $3 IS NULL AND $4 IS NULL THEN cursor_value END, "
-							   "resume_key = CASE WHEN $3 IS NULL AND $4 IS NULL THEN resume_key END "
-							   "WHERE server = $1 AND table_name = $2",
-							   5, types, values, nulls, false, 0);
-	SetUserIdAndSecContext(save_userid, save_sec);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "could not update dbsync.tables");
+	catalog_set_table(server->servername, table,
+					  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2),
+					  PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+					  PG_ARGISNULL(4) ? -1 : (int) PG_GETARG_BOOL(4));
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -801,13 +767,7 @@ Datum
 dbsync_resync(PG_FUNCTION_ARGS)
 {
 	ForeignServer *server;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
-	int			rc;
 	int64		n;
-	Oid			save_userid;
-	int			save_sec;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -816,23 +776,10 @@ dbsync_resync(PG_FUNCTION_ARGS)
 				 errhint("Call dbsync_resync('server') or dbsync_resync('server', 'table').")));
 	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
 	check_server_owner(server);
-	values[0] = CStringGetTextDatum(server->servername);
-	if (PG_ARGISNULL(1))
-		nulls[1] = 'n';
-	else
-		values[1] = PG_GETARG_DATUM(1);
 
 	SPI_connect();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_with_args("UPDATE dbsync.tables SET cursor_value = NULL, "
-							   "resume_key = NULL WHERE server = $1 "
-							   "AND ($2 IS NULL OR table_name = $2)",
-							   2, types, values, nulls, false, 0);
-	SetUserIdAndSecContext(save_userid, save_sec);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "could not update dbsync.tables");
-	n = (int64) SPI_processed;
+	n = catalog_forget_state(server->servername,
+							 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	SPI_finish();
 	PG_RETURN_INT64(n);
 }

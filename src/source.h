@@ -127,6 +127,8 @@ typedef struct RemoteQuery
 extern char *remote_select_sql(const SourceDriver *drv, RemoteQuery *q);
 extern char *remote_count_sql(const SourceDriver *drv, const char *schema,
 							  const char *table);
+extern char *remote_max_sql(const SourceDriver *drv, const char *schema,
+							const char *table, const char *column);
 extern RemoteColumn *find_column(RemoteTable *rt, const char *name);
 
 #endif							/* DBSYNC_SOURCE_H */

@@ -108,9 +108,7 @@ static char *
 cursor_lower_bound(const char *value, const char *lookback, const char *type)
 {
 	const char *fmt;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	int			rc;
+	const char *args[2];
 
 	if (strncmp(type, "timestamp", 9) == 0 && strstr(type, "with time zone"))
 		fmt = "SELECT pg_catalog.to_char(($1::timestamptz - $2::interval) "
@@ -123,12 +121,9 @@ cursor_lower_bound(const char *value, const char *lookback, const char *type)
 	else
 		return pstrdup(value);
 
-	values[0] = CStringGetTextDatum(value);
-	values[1] = CStringGetTextDatum(lookback);
-	rc = SPI_execute_with_args(fmt, 2, types, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not compute the cursor lower bound");
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	args[0] = value;
+	args[1] = lookback;
+	return apply_query_value_args(fmt, 2, args);
 }
 
 static char *
@@ -184,8 +179,11 @@ key_columns(RemoteTable *rt, List *pk)
 	return cols;
 }
 
-/* Read the whole table into a stage; upsert; delete what is gone. */
-static void
+/*
+ * Read the whole table into a stage; upsert; delete what is gone.  Returns
+ * the stage, for the caller to read the cursor from and drop.
+ */
+static char *
 sync_full_with_key(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 				   List *pk, bool dedupe, SyncResult *res)
 {
@@ -203,8 +201,7 @@ sync_full_with_key(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	if (cfg->deletes != DELETES_IGNORE)
 		res->rows_deleted = apply_delete_missing(target, stage, pk,
 												 cfg->deletes == DELETES_SOFT);
-	/* the stage is dropped by the caller after the cursor is read */
-	res->message = stage;
+	return stage;
 }
 
 /* Delete detection for a cursor table: counts first, keys only if needed. */
@@ -243,16 +240,9 @@ reconcile_deletes(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 static char *
 normalize_value(const char *value, const char *type)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-
 	if (value == NULL)
 		return NULL;
-	values[0] = CStringGetTextDatum(value);
-	if (SPI_execute_with_args(psprintf("SELECT $1::%s::text", type), 1, types,
-							  values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read a value of type %s", type);
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return apply_query_value_args(psprintf("SELECT $1::%s::text", type), 1, &value);
 }
 
 /*
@@ -264,29 +254,19 @@ static char *
 cap_inflight(SourceConn *conn, RemoteColumn *ccol, const char *old_value,
 			 const char *new_value)
 {
-	char	   *floor;
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	const char *args[3];
 
 	if (new_value == NULL || conn->driver->inflight_floor == NULL ||
 		strncmp(ccol->local_type, "timestamp", 9) != 0 ||
 		strstr(ccol->local_type, "with time zone") == NULL)
 		return (char *) new_value;
-	floor = conn->driver->inflight_floor(conn);
-	if (floor == NULL)
+	args[0] = new_value;
+	args[1] = conn->driver->inflight_floor(conn);
+	args[2] = old_value;
+	if (args[1] == NULL)
 		return (char *) new_value;
-	values[0] = CStringGetTextDatum(new_value);
-	values[1] = CStringGetTextDatum(floor);
-	if (old_value)
-		values[2] = CStringGetTextDatum(old_value);
-	else
-		nulls[2] = 'n';
-	if (SPI_execute_with_args("SELECT GREATEST(LEAST($1::timestamptz, $2::timestamptz), "
-							  "$3::timestamptz)::text", 3, types, values, nulls,
-							  false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not cap the cursor value");
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return apply_query_value_args("SELECT GREATEST(LEAST($1::timestamptz, $2::timestamptz), "
+								  "$3::timestamptz)::text", 3, args);
 }
 
 /* The key of a streamed row (COPY text), taken in the source's own order. */
@@ -339,10 +319,7 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 	if (key == NIL)
 	{
 		RemoteColumn *ccol = find_column(rt, cursor);
-		char	   *sql = psprintf("SELECT max(%s) FROM %s.%s",
-								   conn->driver->quote_ident(cursor),
-								   conn->driver->quote_ident(cfg->schema),
-								   conn->driver->quote_ident(rt->name));
+		char	   *sql = remote_max_sql(conn->driver, cfg->schema, rt->name, cursor);
 
 		res->mode = "initial";
 		hw = normalize_value(conn->driver->query_value(conn, sql), ccol->local_type);
@@ -482,9 +459,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		char	   *stage;
 
 		res->mode = "full";
-		sync_full_with_key(cfg, conn, rt, pk, st->pk_override != NIL, res);
-		stage = res->message;
-		res->message = NULL;
+		stage = sync_full_with_key(cfg, conn, rt, pk, st->pk_override != NIL, res);
 		if (cursor)
 		{
 			new_cursor = max_value(stage, cursor);
@@ -566,16 +541,11 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		new_cursor = st->cursor_value;
 		if (maxv)
 		{
-			Oid			types[2] = {TEXTOID, TEXTOID};
-			Datum		values[2];
-			char	   *cmp = psprintf("SELECT GREATEST($1::%s, $2::%s)::text",
-									   ccol->local_type, ccol->local_type);
+			const char *args[2] = {st->cursor_value, maxv};
 
-			values[0] = CStringGetTextDatum(st->cursor_value);
-			values[1] = CStringGetTextDatum(maxv);
-			if (SPI_execute_with_args(cmp, 2, types, values, NULL, false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not compare cursor values");
-			new_cursor = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			new_cursor = apply_query_value_args(psprintf("SELECT GREATEST($1::%s, $2::%s)::text",
+														 ccol->local_type, ccol->local_type),
+												2, args);
 			new_cursor = cap_inflight(conn, ccol, st->cursor_value, new_cursor);
 		}
 		apply_drop_stage(stage);
