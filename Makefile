@@ -18,7 +18,9 @@ OBJS = \
 	src/apply.o \
 	src/sync.o \
 	src/run.o \
+	src/admin.o \
 	src/subxact.o \
+	src/guard.o \
 	src/worker.o
 
 PG_CONFIG ?= pg_config

@@ -19,6 +19,8 @@ CREATE TABLE dbsync.tables (
     table_name            text NOT NULL,       -- remote table name
     target_schema         text NOT NULL,
     target_table          text NOT NULL,
+    target_relid          oid,                 -- the table dbsync created (or the owner adopted);
+                                               -- no other relation is ever written for this row
     enabled               boolean NOT NULL DEFAULT true,
     primary_key_override  text[],              -- dbsync_set_table(primary_key =>)
     cursor_override       text,                -- dbsync_set_table(cursor_column =>)
@@ -47,7 +49,8 @@ REVOKE ALL ON dbsync.tables FROM PUBLIC;
 CREATE VIEW dbsync.status AS
 SELECT t.server::name AS server,
        t.table_name,
-       pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.target_schema, t.target_table)) AS target,
+       (SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+         WHERE c.oid OPERATOR(pg_catalog.=) t.target_relid) AS target,
        COALESCE(t.primary_key_override, t.primary_key) AS primary_key,
        COALESCE(t.cursor_override, t.cursor_column) AS cursor_column,
        t.cursor_value,
@@ -67,6 +70,7 @@ SELECT t.server::name AS server,
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname = t.server
  WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
+CREATE INDEX ON dbsync.tables (target_relid);
 GRANT USAGE ON SCHEMA dbsync TO PUBLIC;
 GRANT SELECT ON dbsync.status TO PUBLIC;
 
@@ -111,3 +115,10 @@ AS 'MODULE_PATHNAME', 'dbsync_resync'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION public.dbsync_resync(name, text) IS
     'forget the sync state of a table (or of every table of a server): the next run is a full one';
+
+CREATE FUNCTION public.dbsync_adopt_table(server name, table_name text)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'dbsync_adopt_table'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION public.dbsync_adopt_table(name, text) IS
+    'make the existing table under the target''s name (owned by the server''s owner) the target of this table, e.g. after a restore; the next run compares it in full';

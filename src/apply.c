@@ -22,6 +22,7 @@
 #include "commands/copy.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "catalog/pg_type.h"
 #include "parser/parse_coerce.h"
@@ -35,6 +36,9 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/regproc.h"
+#include "utils/acl.h"
+#include "utils/rls.h"
+#include "catalog/pg_class.h"
 
 #include "apply.h"
 #include "source.h"
@@ -50,7 +54,10 @@ static int	stage_counter = 0;
 static void
 spi_exec(const char *sql, int expect)
 {
-	int			rc = SPI_execute(sql, false, 0);
+	int			rc;
+
+	guard_repin();
+	rc = SPI_execute(sql, false, 0);
 
 	if (rc != expect)
 		elog(ERROR, "dbsync statement failed (%s): %s",
@@ -270,25 +277,125 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk)
 	return note.len ? note.data : NULL;
 }
 
+/* CREATE TABLE for a new target; returns its OID. */
+static Oid
+create_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TABLE %s (", target_name(cfg, rt->name));
+	foreach(lc, rt->columns)
+	{
+		RemoteColumn *col = lfirst(lc);
+
+		appendStringInfo(&sql, "%s %s%s, ", quote_identifier(col->name),
+						 col->local_type,
+						 name_in_list(pk, col->name) ? " NOT NULL" : "");
+	}
+	appendStringInfoString(&sql, "_dbsync_synced_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()");
+	if (soft)
+		appendStringInfoString(&sql, ", _dbsync_deleted pg_catalog.bool NOT NULL DEFAULT false");
+	if (pk != NIL)
+	{
+		appendStringInfoString(&sql, ", PRIMARY KEY (");
+		append_name_list(&sql, pk, "");
+		appendStringInfoChar(&sql, ')');
+	}
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	CommandCounterIncrement();
+	return RangeVarGetRelid(makeRangeVar(cfg->target_schema, rt->name, -1),
+							NoLock, false);
+}
+
+/*
+ * dbsync writes only into the table it created (or the owner adopted) for
+ * this server and table: not into a user's table or another server's that
+ * happens to carry the target's name.
+ */
+static void
+check_target_is_ours(SourceConfig *cfg, RemoteTable *rt, Oid relid,
+					 Oid recorded)
+{
+	char	   *holder;
+
+	if (relid == recorded)
+		return;
+	holder = catalog_target_user(relid);
+	ereport(ERROR,
+			(errcode(ERRCODE_DUPLICATE_TABLE),
+			 errmsg("table %s was not created by dbsync for table \"%s\" of server \"%s\"",
+					target_name(cfg, rt->name), rt->name, cfg->server_name),
+			 holder ?
+			 errdetail("It is the target of table %s; dbsync writes only into the table it created for a server's table.", holder) :
+			 errdetail("dbsync writes only into the table it created for a server's table, never into one it finds under that name."),
+			 errhint("Drop or rename that table, or set the server's target_schema to another schema; if the server's owner owns it and it should receive these rows, run SELECT dbsync_adopt_table(%s, %s).",
+					 quote_literal_cstr(cfg->server_name), quote_literal_cstr(rt->name))));
+}
+
+/*
+ * The owner may write the target exactly as dbsync does: owns it (drift
+ * DDL), has INSERT, UPDATE, DELETE and SELECT on it, and no row-level
+ * security policy applies to it (dbsync never writes through or around one).
+ */
+void
+apply_check_writable(Oid relid)
+{
+	AclMode		need = ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_DELETE;
+	char	   *name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												  get_rel_name(relid));
+
+	if (get_rel_relkind(relid) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("target %s is not a plain table", name),
+				 errhint("Drop it, or set the server's target_schema to another schema.")));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("target table %s is not owned by the server's owner \"%s\"",
+						name, GetUserNameFromId(GetUserId(), false)),
+				 errhint("Syncs run as the server's owner, who must own its target tables: ALTER TABLE %s OWNER TO %s.",
+						 name, quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	if (pg_class_aclmask(relid, GetUserId(), need, ACLMASK_ALL) != need)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", name),
+				 errdetail("Syncs run as the server's owner \"%s\", who needs SELECT, INSERT, UPDATE and DELETE on it.",
+						   GetUserNameFromId(GetUserId(), false)),
+				 errhint("GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s.",
+						 name, quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("target table %s has row-level security enforced for the server's owner", name),
+				 errdetail("dbsync mirrors whole tables; it neither writes through nor bypasses row-level security policies."),
+				 errhint("ALTER TABLE %s NO FORCE ROW LEVEL SECURITY (or DISABLE ROW LEVEL SECURITY), or exclude the table from the server's tables.",
+						 name)));
+}
+
 /*
  * Create the target schema and table when missing; add columns that appeared
  * at the source.  Columns gone at the source stay (their data is kept).
- * Returns the target's OID and the names of added columns.
+ * A table found under the target's name must be the one recorded for this
+ * server and table (st->target_relid).  Returns the target's OID and the
+ * names of added columns; *created when the table is new (state about an
+ * earlier target no longer holds).
  */
 Oid
 apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
-					 List **added, char **note, bool *created)
+					 Oid recorded, List **added, char **note, bool *created)
 {
 	char	   *target = target_name(cfg, rt->name);
 	Oid			nsp = get_namespace_oid(cfg->target_schema, true);
 	Oid			relid = InvalidOid;
-	StringInfoData sql;
 	ListCell   *lc;
 
 	*added = NIL;
 	*note = NULL;
 	*created = false;
-	initStringInfo(&sql);
 	if (!OidIsValid(nsp))
 		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s",
 						  quote_identifier(cfg->target_schema)), SPI_OK_UTILITY);
@@ -297,31 +404,13 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 
 	if (!OidIsValid(relid))
 	{
-		appendStringInfo(&sql, "CREATE TABLE %s (", target);
-		foreach(lc, rt->columns)
-		{
-			RemoteColumn *col = lfirst(lc);
-
-			appendStringInfo(&sql, "%s %s%s, ", quote_identifier(col->name),
-							 col->local_type,
-							 name_in_list(pk, col->name) ? " NOT NULL" : "");
-		}
-		appendStringInfoString(&sql, "_dbsync_synced_at timestamptz NOT NULL DEFAULT pg_catalog.now()");
-		if (soft)
-			appendStringInfoString(&sql, ", _dbsync_deleted boolean NOT NULL DEFAULT false");
-		if (pk != NIL)
-		{
-			appendStringInfoString(&sql, ", PRIMARY KEY (");
-			append_name_list(&sql, pk, "");
-			appendStringInfoChar(&sql, ')');
-		}
-		appendStringInfoChar(&sql, ')');
-		spi_exec(sql.data, SPI_OK_UTILITY);
-		CommandCounterIncrement();
+		relid = create_target(cfg, rt, pk, soft);
+		catalog_save_target(cfg->server_name, rt->name, relid);
 		*created = true;
-		return RangeVarGetRelid(makeRangeVar(cfg->target_schema, rt->name, -1),
-								NoLock, false);
+		return relid;
 	}
+	check_target_is_ours(cfg, rt, relid, recorded);
+	apply_check_writable(relid);
 
 	/* schema drift: add what is new at the source */
 	{
@@ -338,8 +427,12 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 					 SPI_OK_UTILITY);
 			*added = lappend(*added, col->name);
 		}
+		/* an adopted table may lack dbsync's own column */
+		if (!name_in_list(have, "_dbsync_synced_at"))
+			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN _dbsync_synced_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()",
+							  target), SPI_OK_UTILITY);
 		if (soft && !name_in_list(have, "_dbsync_deleted"))
-			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN _dbsync_deleted boolean NOT NULL DEFAULT false",
+			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN _dbsync_deleted pg_catalog.bool NOT NULL DEFAULT false",
 							  target), SPI_OK_UTILITY);
 		CommandCounterIncrement();
 		*note = align_existing_target(target, relid, rt, pk);
@@ -374,6 +467,7 @@ apply_create_stage(List *columns)
 	ListCell   *lc;
 	bool		first = true;
 	char	   *name = psprintf("pg_temp.dbsync_stage_%d", ++stage_counter);
+	GuardUser	saved;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "CREATE TEMP TABLE %s (", name + strlen("pg_temp."));
@@ -386,7 +480,9 @@ apply_create_stage(List *columns)
 		first = false;
 	}
 	appendStringInfoChar(&sql, ')');
+	guard_unrestrict(&saved);
 	spi_exec(sql.data, SPI_OK_UTILITY);
+	guard_leave(&saved);
 	CommandCounterIncrement();
 	return name;
 }
@@ -479,6 +575,8 @@ apply_copy(SourceConn *conn, const char *select_sql, List *columns,
 		resetStringInfo(last_row);
 
 	rel = table_openrv(rv, RowExclusiveLock);
+	/* BeginCopyFrom checks nothing: check what COPY FROM would (DoCopy) */
+	apply_check_writable(RelationGetRelid(rel));
 	pstate = make_parsestate(NULL);
 	pstate->p_sourcetext = select_sql;
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL,
@@ -495,7 +593,10 @@ apply_copy(SourceConn *conn, const char *select_sql, List *columns,
 	return rows;
 }
 
-/* {"error": ..., "key": {...}} for a row that could not be converted. */
+/*
+ * {"error": ..., "key": {...}} for a row that could not be converted: the
+ * key columns only (none for a table without key), never the row.
+ */
 static char *
 row_sample_json(ErrorData *edata, List *columns, List *pk, Datum *values,
 				char *nulls)
@@ -513,7 +614,7 @@ row_sample_json(ErrorData *edata, List *columns, List *pk, Datum *values,
 	{
 		RemoteColumn *col = lfirst(lc);
 
-		if (list_member(pk, makeString(col->name)) || pk == NIL)
+		if (list_member(pk, makeString(col->name)))
 		{
 			appendStringInfo(&buf, "%s", first ? "" : ", ");
 			escape_json(&buf, col->name);
@@ -607,6 +708,7 @@ apply_copy_careful(SourceConn *conn, const char *select_sql, List *columns,
 	raw = apply_create_stage(textcols);
 	n = apply_copy(conn, select_sql, textcols, raw, last_row);
 
+	guard_repin();
 	plan = SPI_prepare(sql.data, ncols, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql.data,
@@ -669,7 +771,7 @@ apply_copy_careful(SourceConn *conn, const char *select_sql, List *columns,
 static char *
 cmp_expr(const char *alias, RemoteColumn *col)
 {
-	return psprintf("%s.%s::text", alias, quote_identifier(col->name));
+	return psprintf("%s.%s::pg_catalog.text", alias, quote_identifier(col->name));
 }
 
 /* ROW(alias.c1, ...)::record, compared with *= (binary image equality). */
@@ -702,7 +804,7 @@ append_key_match(StringInfo buf, List *pk, const char *a, const char *b)
 	{
 		const char *k = quote_identifier(lfirst(lc));
 
-		appendStringInfo(buf, "%s%s.%s = %s.%s", first ? "" : " AND ", a, k, b, k);
+		appendStringInfo(buf, "%s%s.%s OPERATOR(pg_catalog.=) %s.%s", first ? "" : " AND ", a, k, b, k);
 		first = false;
 	}
 }
@@ -767,13 +869,13 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	{
 		appendStringInfoString(&sql, " AND (");
 		append_name_list(&sql, pk, "x.");
-		appendStringInfoString(&sql, ") >= (SELECT ");
+		appendStringInfoString(&sql, ") OPERATOR(pg_catalog.>=) (SELECT ");
 		append_name_list(&sql, pk, "s1.");
 		appendStringInfo(&sql, " FROM %s s1 ORDER BY ", stage);
 		append_name_list(&sql, pk, "s1.");
 		appendStringInfoString(&sql, " LIMIT 1) AND (");
 		append_name_list(&sql, pk, "x.");
-		appendStringInfoString(&sql, ") <= (SELECT ");
+		appendStringInfoString(&sql, ") OPERATOR(pg_catalog.<=) (SELECT ");
 		append_name_list(&sql, pk, "s2.");
 		appendStringInfo(&sql, " FROM %s s2 ORDER BY ", stage);
 		{
@@ -791,7 +893,7 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	}
 	appendStringInfoString(&sql, " AND ");
 	append_row_image(&sql, columns, "x", soft ? "x._dbsync_deleted" : NULL);
-	appendStringInfoString(&sql, " *= ");
+	appendStringInfoString(&sql, " OPERATOR(pg_catalog.*=) ");
 	append_row_image(&sql, columns, "s", soft ? "false" : NULL);
 	/* OFFSET 0 keeps the lookup a per-row index probe, not a join */
 	if (how == COMPARE_PROBE)
@@ -826,7 +928,7 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	 * Count the inserts among the upserts: a row version written by ON
 	 * CONFLICT DO UPDATE carries the conflict lock in xmax, a new row not.
 	 */
-	appendStringInfoString(&sql, " RETURNING (t.xmax = 0) AS ins) "
+	appendStringInfoString(&sql, " RETURNING (t.xmax OPERATOR(pg_catalog.=) 0) AS ins) "
 						   "SELECT pg_catalog.count(*), "
 						   "pg_catalog.count(*) FILTER (WHERE ins) FROM up");
 	spi_exec(sql.data, SPI_OK_SELECT);
@@ -904,7 +1006,7 @@ apply_mirror_multiset(const char *target, const char *stage, List *columns,
 	for (i = 1; i <= n; i++)
 		appendStringInfo(&sql, "%snb.c%d IS NOT DISTINCT FROM su.c%d",
 						 i > 1 ? " AND " : "", i, i);
-	appendStringInfoString(&sql, " WHERE nb.rn <= su.n)");
+	appendStringInfoString(&sql, " WHERE nb.rn OPERATOR(pg_catalog.<=) su.n)");
 	spi_exec(sql.data, SPI_OK_DELETE);
 	*deleted = (int64) SPI_processed;
 	CommandCounterIncrement();
@@ -1008,6 +1110,7 @@ apply_query_value_args(const char *sql, int nargs, const char **args)
 	int			rc;
 
 	Assert(nargs <= FUNC_MAX_ARGS);
+	guard_repin();
 	for (i = 0; i < nargs; i++)
 	{
 		types[i] = TEXTOID;
@@ -1026,7 +1129,10 @@ apply_query_value_args(const char *sql, int nargs, const char **args)
 char *
 apply_query_value(const char *sql)
 {
-	int			rc = SPI_execute(sql, false, 1);
+	int			rc;
+
+	guard_repin();
+	rc = SPI_execute(sql, false, 1);
 
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "dbsync query failed (%s): %s", SPI_result_code_string(rc), sql);

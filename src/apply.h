@@ -13,8 +13,9 @@ struct SourceConn;
 
 extern char *target_name(SourceConfig *cfg, const char *table);
 extern Oid	apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk,
-								 bool soft, List **added, char **note,
-								 bool *created);
+								 bool soft, Oid recorded, List **added,
+								 char **note, bool *created);
+extern void apply_check_writable(Oid relid);
 extern char *apply_create_stage(List *columns);
 extern void apply_drop_stage(const char *stage);
 extern uint64 apply_copy(struct SourceConn *conn, const char *select_sql,

@@ -3,20 +3,24 @@
  *	  Per-table configuration and state in dbsync.tables, through SPI.
  *
  * The caller has SPI connected.  dbsync.tables is not writable by ordinary
- * roles, so these functions switch to the bootstrap superuser for their own
- * fixed statements; no user text is ever spliced into them (every value is
- * a parameter).  State written here commits or rolls back with the data of
- * the same table.
+ * roles, so these functions run their own fixed statements as the table's
+ * owner (see catalog_exec); no user text is ever spliced into them (every
+ * value is a parameter, every operator qualified).  State written here
+ * commits or rolls back with the data of the same table.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "catalog/pg_authid.h"
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "dbsync.h"
 
@@ -51,20 +55,46 @@ text_array_to_list(Datum d)
 	return result;
 }
 
-/* Run one catalog statement as the bootstrap superuser. */
+/* The owner of dbsync.tables: the role that created the extension. */
+static Oid
+catalog_owner(void)
+{
+	Oid			nsp = get_namespace_oid("dbsync", false);
+	Oid			relid = get_relname_relid("tables", nsp);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("dbsync catalog table dbsync.tables is missing"),
+				 errhint("Re-create the extension: DROP EXTENSION dbsync; CREATE EXTENSION dbsync;")));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Run one fixed catalog statement as the catalog's owner.  Ordinary roles
+ * may not write dbsync.tables; this is the one place that does.  The
+ * statement runs restricted, under a search_path pinned for just this
+ * statement, with every value a parameter: nothing a user set or created
+ * (search_path, operators, functions, casts) takes part in it.
+ */
 static void
 catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 			 const char *nulls, int expect)
 {
-	Oid			save_userid;
-	int			save_sec;
+	GuardUser	saved;
+	int			nest;
 	int			rc;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	nest = guard_begin();
+	guard_enter_owner(catalog_owner(), &saved);
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	guard_leave(&saved);
+	guard_end(nest);
 	if (rc != expect)
 		elog(ERROR, "dbsync catalog statement failed: %s", SPI_result_code_string(rc));
 }
@@ -84,8 +114,8 @@ catalog_load(const char *server, const char *table)
 	values[1] = CStringGetTextDatum(table);
 	st->enabled = true;
 	catalog_exec("SELECT primary_key_override, cursor_override, enabled, "
-				 "cursor_value, resume_key, rows_total, load_direct "
-				 "FROM dbsync.tables WHERE server = $1 AND table_name = $2",
+				 "cursor_value, resume_key, rows_total, load_direct, target_relid "
+				 "FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return st;
@@ -110,6 +140,8 @@ catalog_load(const char *server, const char *table)
 	st->rows_total = isnull ? 0 : DatumGetInt64(d);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	st->load_direct = isnull ? false : DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	st->target_relid = isnull ? InvalidOid : DatumGetObjectId(d);
 	return st;
 }
 
@@ -133,6 +165,43 @@ catalog_ensure(const char *server, Oid serverid, const char *table,
 }
 
 /*
+ * Record the local table dbsync created (or the owner adopted) for this
+ * server and table: the only relation it will ever write for them.
+ */
+void
+catalog_save_target(const char *server, const char *table, Oid relid)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, OIDOID};
+	Datum		values[3];
+
+	values[0] = CStringGetTextDatum(server);
+	values[1] = CStringGetTextDatum(table);
+	values[2] = ObjectIdGetDatum(relid);
+	catalog_exec("UPDATE dbsync.tables SET target_relid = $3 "
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
+				 3, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * The server and table that a local relation is recorded for (NULL when
+ * none): a relation belongs to at most one of them.
+ */
+char *
+catalog_target_user(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+
+	values[0] = ObjectIdGetDatum(relid);
+	catalog_exec("SELECT pg_catalog.format('%I.%I', server, table_name) FROM dbsync.tables "
+				 "WHERE target_relid OPERATOR(pg_catalog.=) $1 LIMIT 1",
+				 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
  * Drop the state left by an earlier server of the same name (dropped and
  * created again): it describes another source.
  */
@@ -144,7 +213,7 @@ catalog_forget_stale(const char *server, Oid serverid)
 
 	values[0] = CStringGetTextDatum(server);
 	values[1] = ObjectIdGetDatum(serverid);
-	catalog_exec("DELETE FROM dbsync.tables WHERE server = $1 "
+	catalog_exec("DELETE FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 "
 				 "AND server_oid IS DISTINCT FROM $2",
 				 2, types, values, NULL, SPI_OK_DELETE);
 }
@@ -205,9 +274,9 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 				 "last_rows_deleted = $11, "
 				 "last_status = 'ok', last_synced_at = pg_catalog.now(), "
 				 "last_error = NULL, last_error_at = NULL, "
-				 "last_row_error_sample = $12::jsonb, remote_missing_since = NULL, "
+				 "last_row_error_sample = $12::pg_catalog.jsonb, remote_missing_since = NULL, "
 				 "load_direct = NULL "
-				 "WHERE server = $1 AND table_name = $2",
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 12, types, values, nulls, SPI_OK_UPDATE);
 }
 
@@ -232,7 +301,7 @@ catalog_save_checkpoint(const char *server, const char *table,
 	catalog_exec("UPDATE dbsync.tables SET resume_key = $3, cursor_value = $4, "
 				 "load_direct = $5, rows_total = $6, "
 				 "last_status = 'running', last_mode = 'initial' "
-				 "WHERE server = $1 AND table_name = $2",
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 6, types, values, nulls, SPI_OK_UPDATE);
 }
 
@@ -256,10 +325,10 @@ catalog_save_error(const char *server, const char *table,
 	catalog_exec("INSERT INTO dbsync.tables AS t (server, table_name, target_schema, "
 				 "target_table, last_status, last_error, last_error_at, "
 				 "last_row_error_sample) "
-				 "VALUES ($1, $2, $3, $2, 'error', $4, pg_catalog.now(), $5::jsonb) "
+				 "VALUES ($1, $2, $3, $2, 'error', $4, pg_catalog.now(), $5::pg_catalog.jsonb) "
 				 "ON CONFLICT (server, table_name) DO UPDATE SET "
 				 "last_status = 'error', last_error = $4, "
-				 "last_error_at = pg_catalog.now(), last_row_error_sample = $5::jsonb",
+				 "last_error_at = pg_catalog.now(), last_row_error_sample = $5::pg_catalog.jsonb",
 				 5, types, values, nulls, SPI_OK_INSERT);
 }
 
@@ -290,13 +359,13 @@ catalog_set_table(const char *server, const char *table, Datum pk,
 		nulls[4] = 'n';
 	catalog_exec("UPDATE dbsync.tables SET "
 				 "primary_key_override = CASE WHEN $3 IS NULL THEN primary_key_override "
-				 "  WHEN pg_catalog.cardinality($3) = 0 THEN NULL ELSE $3 END, "
+				 "  WHEN pg_catalog.cardinality($3) OPERATOR(pg_catalog.=) 0 THEN NULL ELSE $3 END, "
 				 "cursor_override = CASE WHEN $4 IS NULL THEN cursor_override "
-				 "  WHEN $4 = '' THEN NULL ELSE $4 END, "
+				 "  WHEN $4 OPERATOR(pg_catalog.=) '' THEN NULL ELSE $4 END, "
 				 "enabled = COALESCE($5, enabled), "
 				 "cursor_value = CASE WHEN $3 IS NULL AND $4 IS NULL THEN cursor_value END, "
 				 "resume_key = CASE WHEN $3 IS NULL AND $4 IS NULL THEN resume_key END "
-				 "WHERE server = $1 AND table_name = $2",
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 5, types, values, nulls, SPI_OK_UPDATE);
 }
 
@@ -314,7 +383,7 @@ catalog_forget_state(const char *server, const char *table)
 	else
 		nulls[1] = 'n';
 	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL "
-				 "WHERE server = $1 AND ($2::text IS NULL OR table_name = $2)",
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND ($2::pg_catalog.text IS NULL OR table_name OPERATOR(pg_catalog.=) $2)",
 				 2, types, values, nulls, SPI_OK_UPDATE);
 	return (int64) SPI_processed;
 }
@@ -332,7 +401,7 @@ catalog_save_flavor(const char *server, const char *table, const char *flavor)
 	values[1] = CStringGetTextDatum(table);
 	values[2] = CStringGetTextDatum(flavor);
 	catalog_exec("UPDATE dbsync.tables SET source_flavor = $3 "
-				 "WHERE server = $1 AND table_name = $2 "
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2 "
 				 "AND source_flavor IS DISTINCT FROM $3",
 				 3, types, values, NULL, SPI_OK_UPDATE);
 }
@@ -348,7 +417,7 @@ catalog_note_missing(const char *server, const char *table)
 	values[1] = CStringGetTextDatum(table);
 	catalog_exec("UPDATE dbsync.tables SET remote_missing_since = "
 				 "COALESCE(remote_missing_since, pg_catalog.now()) "
-				 "WHERE server = $1 AND table_name = $2",
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
@@ -363,9 +432,9 @@ catalog_known_tables(const char *server, bool synced_only)
 
 	values[0] = CStringGetTextDatum(server);
 	catalog_exec(synced_only ?
-				 "SELECT table_name FROM dbsync.tables WHERE server = $1 "
+				 "SELECT table_name FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 "
 				 "AND last_synced_at IS NOT NULL ORDER BY table_name" :
-				 "SELECT table_name FROM dbsync.tables WHERE server = $1 "
+				 "SELECT table_name FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 "
 				 "ORDER BY table_name", 1, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		result = lappend(result, SPI_getvalue(SPI_tuptable->vals[i],

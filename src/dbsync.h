@@ -130,6 +130,7 @@ typedef struct TableState
 								 * when that load started */
 	bool		load_direct;	/* that load COPYs into the target */
 	int64		rows_total;
+	Oid			target_relid;	/* the local table dbsync created for it */
 } TableState;
 
 /* Result of syncing one table. */
@@ -149,6 +150,19 @@ typedef struct SyncResult
 	int64		rows_skipped;	/* rows that could not be converted */
 	char	   *row_sample;		/* jsonb text: the first of them */
 } SyncResult;
+
+/* in guard.c */
+typedef struct GuardUser
+{
+	Oid			userid;
+	int			sec;
+} GuardUser;
+extern int	guard_begin(void);
+extern void guard_end(int nest);
+extern void guard_repin(void);
+extern void guard_enter_owner(Oid owner, GuardUser *saved);
+extern void guard_leave(GuardUser *saved);
+extern void guard_unrestrict(GuardUser *saved);
 
 /* in subxact.c */
 typedef struct Subxact
@@ -184,6 +198,9 @@ extern void catalog_save_error(const char *server, const char *table,
 extern void catalog_save_checkpoint(const char *server, const char *table,
 									List *resume_key, const char *high_water,
 									bool load_direct, int64 rows_total);
+extern void catalog_save_target(const char *server, const char *table,
+								Oid relid);
+extern char *catalog_target_user(Oid relid);
 extern void catalog_note_missing(const char *server, const char *table);
 extern void catalog_set_table(const char *server, const char *table, Datum pk,
 							  bool pk_null, const char *cursor, int enabled);
@@ -201,7 +218,10 @@ extern const char *pick_cursor(SourceConfig *cfg, RemoteTable *rt,
 extern List *effective_pk(RemoteTable *rt, TableState *st);
 
 /* in run.c */
+struct ForeignServer;
 extern bool table_selected(SourceConfig *cfg, const char *name);
+extern struct ForeignServer *dbsync_server_by_name(const char *name);
+extern void check_server_owner(struct ForeignServer *server);
 
 /* in run.c (also) */
 extern void dbsync_sync_server_batched(Oid serverid);

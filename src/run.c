@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * run.c
- *	  The SQL functions: dbsync_run(), dbsync_discover(), dbsync_set_table(),
- *	  dbsync_resync().
+ *	  The SQL functions that sync or preview: dbsync_run(), CALL
+ *	  dbsync_sync(), dbsync_discover(), and the background worker's run.
  *
  * A run goes over servers x tables.  Each server is synced as its owner,
  * with the owner's user mapping.  Each table runs in its own
@@ -41,8 +41,6 @@
 
 PG_FUNCTION_INFO_V1(dbsync_run);
 PG_FUNCTION_INFO_V1(dbsync_discover);
-PG_FUNCTION_INFO_V1(dbsync_set_table);
-PG_FUNCTION_INFO_V1(dbsync_resync);
 PG_FUNCTION_INFO_V1(dbsync_sync);
 
 /* Does "name" match a pattern where % stands for any run of characters? */
@@ -104,7 +102,7 @@ check_server_usage(ForeignServer *server)
 }
 
 /* Changing a server's sync configuration needs ownership of it. */
-static void
+void
 check_server_owner(ForeignServer *server)
 {
 	if (!pg_foreign_server_ownercheck(server->serverid, GetUserId()))
@@ -114,7 +112,7 @@ check_server_owner(ForeignServer *server)
 				 errhint("Run this as the server's owner or a superuser.")));
 }
 
-static ForeignServer *
+ForeignServer *
 dbsync_server_by_name(const char *name)
 {
 	ForeignServer *server = GetForeignServerByName(name, true);
@@ -168,6 +166,7 @@ typedef struct RunOutput
 	const char *server;
 	bool		commit_batches; /* commit after every checkpoint */
 	bool		own_snapshot;	/* we pushed the outer snapshot (worker) */
+	int			guard_nest;		/* guard_begin() level, renewed per commit */
 } RunOutput;
 
 static void
@@ -239,7 +238,38 @@ error_text(ErrorData *edata)
 	return buf.data;
 }
 
-/* A sample of the row a COPY choked on, from the error context. */
+/*
+ * Remove row contents from an error before it is stored or logged: the
+ * value or whole line COPY quotes in its context, and the "Failing row
+ * contains (...)" detail of a constraint.  dbsync.status and the server
+ * log keep where it failed and why, never the row.
+ */
+static void
+strip_row_contents(ErrorData *edata)
+{
+	if (edata->detail && strncmp(edata->detail, "Failing row contains", 20) == 0)
+		edata->detail = NULL;
+	if (edata->context)
+	{
+		StringInfoData buf;
+		char	   *line;
+		char	   *save = NULL;
+
+		initStringInfo(&buf);
+		for (line = strtok_r(pstrdup(edata->context), "\n", &save); line;
+			 line = strtok_r(NULL, "\n", &save))
+		{
+			char	   *cut = strncmp(line, "COPY ", 5) == 0 ? strstr(line, ": ") : NULL;
+
+			if (cut)
+				*cut = '\0';
+			appendStringInfo(&buf, "%s%s", buf.len ? "\n" : "", line);
+		}
+		edata->context = buf.data;
+	}
+}
+
+/* Where a COPY choked (line and column, no values), from the context. */
 static char *
 row_error_sample(ErrorData *edata)
 {
@@ -345,6 +375,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			}
 			else
 			{
+				strip_row_contents(edata);
 				res.rows_upserted = 0;
 				res.rows_deleted = 0;
 				res.status = "error";
@@ -430,7 +461,9 @@ run_table_batches(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		SetUserIdAndSecContext(run_as, sec);
 		if (out->own_snapshot)
 			PopActiveSnapshot();
+		/* the commit ends the guard's GUC level: open a new one */
 		SPI_commit();
+		out->guard_nest = guard_begin();
 		if (out->own_snapshot)
 			PushActiveSnapshot(GetTransactionSnapshot());
 		SetUserIdAndSecContext(save_userid, save_sec);
@@ -468,23 +501,23 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 	SourceConn *conn = NULL;
 	List	   *volatile tables = NIL;
 	ListCell   *lc;
-	Oid			save_userid;
-	int			save_sec;
+	GuardUser	as_owner;
 	ForeignServer *server = dbsync_server_by_name(server_name);
 
 	out->server = server_name;
 	check_server_usage(server);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
 
 	/* connect and discover; a failure here is recorded for the server */
 	subxact_begin(&sx);
 	PG_TRY();
 	{
+		GuardUser	as_owner;
+
 		cfg = source_config_get(server->serverid);
-		SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		guard_enter_owner(cfg->owner, &as_owner);
 		conn = source_connect(cfg);
 		tables = conn->driver->discover(conn);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		guard_leave(&as_owner);
 		subxact_commit(&sx);
 	}
 	PG_CATCH();
@@ -498,7 +531,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 	}
 	PG_END_TRY();
 
-	SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	guard_enter_owner(cfg->owner, &as_owner);
 	{
 		List	   *known;
 		bool		found = false;
@@ -515,7 +548,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 			if (!only_table && !table_selected(cfg, rt->name))
 				continue;
 			found = true;
-			run_table(out, cfg, &conn, rt, save_userid, save_sec);
+			run_table(out, cfg, &conn, rt, as_owner.userid, as_owner.sec);
 		}
 		/* tables gone at the source: keep their data, say so */
 		foreach(lc, known)
@@ -543,7 +576,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 				 psprintf("table \"%s\" not found in schema \"%s\" of the source\nHINT: Check the name (it is case sensitive) with dbsync_discover(%s).",
 						  only_table, cfg->schema, quote_literal_cstr(server_name)));
 	}
-	SetUserIdAndSecContext(save_userid, save_sec);
+	guard_leave(&as_owner);
 	if (conn)
 		source_close(conn);
 }
@@ -556,6 +589,7 @@ dbsync_run(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	const char *only_table = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 
+	out.guard_nest = guard_begin();
 	InitMaterializedSRF(fcinfo, 0);
 	out.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
@@ -575,6 +609,7 @@ dbsync_run(PG_FUNCTION_ARGS)
 	foreach(lc, servers)
 		run_server(&out, lfirst(lc), only_table);
 	SPI_finish();
+	guard_end(out.guard_nest);
 	return (Datum) 0;
 }
 
@@ -599,6 +634,7 @@ dbsync_sync(PG_FUNCTION_ARGS)
 				 errmsg("dbsync_sync() cannot commit here"),
 				 errhint("Run CALL dbsync_sync(...) outside a transaction block, or use SELECT dbsync_run(...), which commits once at the end.")));
 	out.commit_batches = true;
+	out.guard_nest = guard_begin();
 	if (!PG_ARGISNULL(0))
 		servers = list_make1(pstrdup(NameStr(*PG_GETARG_NAME(0))));
 	else
@@ -608,6 +644,7 @@ dbsync_sync(PG_FUNCTION_ARGS)
 	foreach(lc, servers)
 		run_server(&out, lfirst(lc), only_table);
 	SPI_finish();
+	guard_end(out.guard_nest);
 	PG_RETURN_VOID();
 }
 
@@ -623,6 +660,7 @@ dbsync_sync_server_batched(Oid serverid)
 
 	out.commit_batches = true;
 	out.own_snapshot = true;
+	out.guard_nest = guard_begin();
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	server = GetForeignServerExtended(serverid, FSV_MISSING_OK);
@@ -630,6 +668,7 @@ dbsync_sync_server_batched(Oid serverid)
 		run_server(&out, pstrdup(server->servername), NULL);
 	PopActiveSnapshot();
 	SPI_finish();
+	guard_end(out.guard_nest);
 }
 
 /* What a run would do with each table of a server; changes nothing. */
@@ -643,18 +682,17 @@ dbsync_discover(PG_FUNCTION_ARGS)
 	SourceConn *conn;
 	List	   *tables;
 	ListCell   *lc;
-	Oid			save_userid;
-	int			save_sec;
+	GuardUser	as_owner;
+	int			nest = guard_begin();
 
 	check_server_usage(server);
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	cfg = source_config_get(server->serverid);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(cfg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	guard_enter_owner(cfg->owner, &as_owner);
 	conn = source_connect(cfg);
 	tables = conn->driver->discover(conn);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	guard_leave(&as_owner);
 
 	SPI_connect();
 	foreach(lc, tables)
@@ -718,7 +756,9 @@ dbsync_discover(PG_FUNCTION_ARGS)
 			values[6] = CStringGetTextDatum(cursor);
 		else
 			nulls[6] = true;
+		/* "blocked": a table dbsync did not create holds the target's name */
 		values[7] = CStringGetTextDatum(!st->enabled ? "disabled" :
+										OidIsValid(target) && target != st->target_relid ? "blocked" :
 										cursor == NULL ? "full" :
 										st->cursor_value == NULL ? "initial" : "incremental");
 		values[8] = CStringGetTextDatum(conn->flavor ? conn->flavor : "");
@@ -726,60 +766,6 @@ dbsync_discover(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	source_close(conn);
+	guard_end(nest);
 	return (Datum) 0;
-}
-
-/*
- * dbsync_set_table(server, table, primary_key, cursor_column, enabled):
- * NULL keeps a setting; '{}' / '' resets it to what discovery finds.  A
- * changed key or cursor makes the next run re-read the table.
- */
-Datum
-dbsync_set_table(PG_FUNCTION_ARGS)
-{
-	ForeignServer *server;
-	SourceConfig *cfg;
-	const char *table;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("server and table name must not be NULL"),
-				 errhint("Call dbsync_set_table('server', 'table', primary_key => '{id}').")));
-	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
-	check_server_owner(server);
-	cfg = source_config_get(server->serverid);
-	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	SPI_connect();
-	catalog_forget_stale(server->servername, server->serverid);
-	catalog_ensure(server->servername, server->serverid, table, cfg->target_schema);
-	catalog_set_table(server->servername, table,
-					  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2),
-					  PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
-					  PG_ARGISNULL(4) ? -1 : (int) PG_GETARG_BOOL(4));
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-/* Forget the sync state of one table or of all tables of a server. */
-Datum
-dbsync_resync(PG_FUNCTION_ARGS)
-{
-	ForeignServer *server;
-	int64		n;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("server name must not be NULL"),
-				 errhint("Call dbsync_resync('server') or dbsync_resync('server', 'table').")));
-	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
-	check_server_owner(server);
-
-	SPI_connect();
-	n = catalog_forget_state(server->servername,
-							 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	SPI_finish();
-	PG_RETURN_INT64(n);
 }

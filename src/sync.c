@@ -24,7 +24,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 
 #include "apply.h"
 #include "source.h"
@@ -71,32 +70,6 @@ pick_cursor(SourceConfig *cfg, RemoteTable *rt, TableState *st)
 			return lfirst(lc);
 	}
 	return NULL;
-}
-
-/*
- * Pin the text forms the engine parses and produces, and the search path
- * (undone when the table's sync ends).
- */
-static int
-pin_text_formats(void)
-{
-	int			nest = NewGUCNestLevel();
-
-	set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
-					  GUC_ACTION_SAVE, true, 0, false);
-	set_config_option("timezone", "UTC", PGC_USERSET, PGC_S_SESSION,
-					  GUC_ACTION_SAVE, true, 0, false);
-	set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
-					  GUC_ACTION_SAVE, true, 0, false);
-	set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
-					  GUC_ACTION_SAVE, true, 0, false);
-	/* one-shot statements: compiling them costs more than it saves */
-	set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-					  GUC_ACTION_SAVE, true, 0, false);
-	/* generated SQL resolves nothing through the caller's search_path */
-	set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-					  PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	return nest;
 }
 
 /*
@@ -416,17 +389,23 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		return;
 	}
 
-	nest = pin_text_formats();
+	/* undo, at the end, whatever the owner's code SETs meanwhile */
+	nest = guard_begin();
 	pk = effective_pk(rt, st);
 	cursor = pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
 	rt->primary_key = pk;
 	typemap_resolve(rt);
 	catalog_ensure(cfg->server_name, cfg->serverid, rt->name, cfg->target_schema);
 	catalog_save_flavor(cfg->server_name, rt->name, conn->flavor);
-	apply_prepare_target(cfg, rt, pk, soft, &added, &drift_note, &created);
-	if (created && (st->cursor_value || st->resume_key))
+	apply_prepare_target(cfg, rt, pk, soft, st->target_relid, &added,
+						 &drift_note, &created);
+	if (created)
 	{
-		/* the target was dropped: what the state says it holds is gone */
+		/*
+		 * A new target (the old one was dropped, or target_schema changed):
+		 * what the state says about the old one does not hold for it, and
+		 * no load resumes into it.
+		 */
 		st->cursor_value = NULL;
 		st->resume_key = NIL;
 		st->rows_total = 0;
@@ -479,7 +458,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		if (!res->done)
 		{
 			conn->driver->end_snapshot(conn);
-			AtEOXact_GUC(true, nest);
+			guard_end(nest);
 			res->status = "ok";
 			res->message = "checkpoint saved; the initial load goes on";
 			return;
@@ -525,7 +504,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 			{
 				const char *k = quote_identifier(lfirst(lc));
 
-				appendStringInfo(&sql, "t.%s = s.%s AND ", k, k);
+				appendStringInfo(&sql, "t.%s OPERATOR(pg_catalog.=) s.%s AND ", k, k);
 			}
 			appendStringInfoString(&sql, "t._dbsync_deleted");
 			revived = strtoll(apply_query_value(sql.data), NULL, 10);
@@ -567,6 +546,6 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 						 NIL, rows_total, res->mode,
 						 res->run_upserted + res->rows_upserted,
 						 res->run_deleted + res->rows_deleted, res->row_sample);
-	AtEOXact_GUC(true, nest);
+	guard_end(nest);
 	res->status = "ok";
 }

@@ -5,8 +5,9 @@
  * A driver proposes a candidate local type for every column (for
  * PostgreSQL-family sources the remote format_type() itself, for
  * MySQL-family ones the mapping of typemap_mysql.c) and a fallback.  Here
- * the candidate is parsed locally: when the type does not exist in this
- * database (a remote enum, domain or composite, pgvector or PostGIS not
+ * the candidate is parsed locally and looked up in pg_catalog or in the
+ * schema of the extension that provides it, nowhere else: when the type is
+ * not there (a remote enum, domain or composite, pgvector or PostGIS not
  * installed) the fallback is used.  The type text that reaches local DDL is
  * always re-rendered from the parsed type, never the remote's own spelling.
  *-------------------------------------------------------------------------
@@ -14,7 +15,11 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
 #include "parser/parse_type.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
@@ -25,40 +30,68 @@
 #include "source.h"
 
 /*
- * Parse a type name; InvalidOid when it does not exist locally.  An
- * unqualified name that is not on the search path (a sync pins it to
- * pg_catalog) is looked up in every schema: pgvector's vector or PostGIS's
- * geometry installed in "public" are found when exactly one schema has them.
+ * The schema a type of this name may be taken from: pg_catalog, else the
+ * schema of the one installed extension that provides a type of that name
+ * (pgvector's vector, PostGIS's geometry, wherever they are installed).
+ * InvalidOid when neither has it.
+ */
+static Oid
+trusted_type_namespace(const char *typname)
+{
+	CatCList   *list;
+	Oid			nsp = InvalidOid;
+	int			found = 0;
+	int			i;
+
+	if (OidIsValid(GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+								   CStringGetDatum(typname),
+								   ObjectIdGetDatum(PG_CATALOG_NAMESPACE))))
+		return PG_CATALOG_NAMESPACE;
+	list = SearchSysCacheList1(TYPENAMENSP, CStringGetDatum(typname));
+	for (i = 0; i < list->n_members; i++)
+	{
+		Form_pg_type t = (Form_pg_type) GETSTRUCT(&list->members[i]->tuple);
+
+		if (OidIsValid(getExtensionOfObject(TypeRelationId, t->oid)))
+		{
+			nsp = t->typnamespace;
+			found++;
+		}
+	}
+	ReleaseSysCacheList(list);
+	return found == 1 ? nsp : InvalidOid;
+}
+
+/*
+ * Parse a type name and find it in a trusted schema only; InvalidOid when
+ * it is not there.  The search_path is never consulted and a schema in the
+ * name (a remote "public.geometry(Point,4326)") is dropped: a same-named
+ * type or domain in a role's own schema would run that role's code as the
+ * server owner on every row.
  */
 static Oid
 lookup_type(const char *name, int32 *typmod)
 {
-	Oid			typid = InvalidOid;
-	char	   *base;
-	const char *mods;
-	CatCList   *list;
+	TypeName   *tn;
+	const char *base;
+	Oid			nsp;
+	Type		typ;
+	Oid			typid;
 
 	*typmod = -1;
 	if (name == NULL)
 		return InvalidOid;
-	parseTypeString(name, &typid, typmod, true);
-	if (OidIsValid(typid) || strchr(name, '.') || strchr(name, '"'))
-		return typid;
-
-	mods = strpbrk(name, "([ ");
-	base = mods ? pnstrdup(name, mods - name) : pstrdup(name);
-	list = SearchSysCacheList1(TYPENAMENSP, CStringGetDatum(base));
-	if (list->n_members == 1)
-	{
-		Form_pg_type t = (Form_pg_type) GETSTRUCT(&list->members[0]->tuple);
-		char	   *qualified = psprintf("%s%s",
-										 quote_qualified_identifier(get_namespace_name(t->typnamespace),
-																	NameStr(t->typname)),
-										 mods ? mods : "");
-
-		parseTypeString(qualified, &typid, typmod, true);
-	}
-	ReleaseSysCacheList(list);
+	tn = typeStringToTypeName(name);
+	base = strVal(llast(tn->names));
+	nsp = trusted_type_namespace(base);
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	tn->names = list_make2(makeString(get_namespace_name(nsp)), makeString(pstrdup(base)));
+	typ = LookupTypeName(NULL, tn, typmod, true);
+	if (typ == NULL)
+		return InvalidOid;
+	typid = typeTypeId(typ);
+	ReleaseSysCache(typ);
 	return typid;
 }
 

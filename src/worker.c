@@ -140,6 +140,7 @@ launcher_tick(void)
 	uint64		i;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	int			nest;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -148,14 +149,17 @@ launcher_tick(void)
 		CommitTransactionCommand();
 		return;
 	}
+	/* the database's or role's search_path never reaches this superuser */
+	nest = guard_begin();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "dbsync launcher: reading servers");
 	if (SPI_execute("SELECT s.oid, o.option_value "
 					"FROM pg_catalog.pg_foreign_server s "
-					"JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw "
+					"JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw "
 					"CROSS JOIN LATERAL pg_catalog.pg_options_to_table(s.srvoptions) o "
-					"WHERE w.fdwname = 'dbsync' AND o.option_name = 'sync_interval'",
+					"WHERE w.fdwname OPERATOR(pg_catalog.=) 'dbsync' "
+					"AND o.option_name OPERATOR(pg_catalog.=) 'sync_interval'",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read dbsync servers");
 
@@ -189,6 +193,7 @@ launcher_tick(void)
 	}
 	PopActiveSnapshot();
 	SPI_finish();
+	guard_end(nest);
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 

@@ -1,0 +1,139 @@
+/*-------------------------------------------------------------------------
+ * admin.c
+ *	  The SQL functions that change a server's per-table configuration:
+ *	  dbsync_set_table(), dbsync_resync(), dbsync_adopt_table().
+ *
+ * Each needs ownership of the server and enters through guard_begin(), like
+ * every entry point.  The catalog rows they write are those of catalog.c.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "apply.h"
+#include "dbsync.h"
+
+PG_FUNCTION_INFO_V1(dbsync_set_table);
+PG_FUNCTION_INFO_V1(dbsync_resync);
+PG_FUNCTION_INFO_V1(dbsync_adopt_table);
+
+/*
+ * dbsync_set_table(server, table, primary_key, cursor_column, enabled):
+ * NULL keeps a setting; '{}' / '' resets it to what discovery finds.  A
+ * changed key or cursor makes the next run re-read the table.
+ */
+Datum
+dbsync_set_table(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server;
+	SourceConfig *cfg;
+	const char *table;
+	int			nest = guard_begin();
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server and table name must not be NULL"),
+				 errhint("Call dbsync_set_table('server', 'table', primary_key => '{id}').")));
+	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
+	check_server_owner(server);
+	cfg = source_config_get(server->serverid);
+	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	SPI_connect();
+	catalog_forget_stale(server->servername, server->serverid);
+	catalog_ensure(server->servername, server->serverid, table, cfg->target_schema);
+	catalog_set_table(server->servername, table,
+					  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2),
+					  PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+					  PG_ARGISNULL(4) ? -1 : (int) PG_GETARG_BOOL(4));
+	SPI_finish();
+	guard_end(nest);
+	PG_RETURN_VOID();
+}
+
+/* Forget the sync state of one table or of all tables of a server. */
+Datum
+dbsync_resync(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server;
+	int64		n;
+	int			nest = guard_begin();
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server name must not be NULL"),
+				 errhint("Call dbsync_resync('server') or dbsync_resync('server', 'table').")));
+	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
+	check_server_owner(server);
+
+	SPI_connect();
+	n = catalog_forget_state(server->servername,
+							 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	SPI_finish();
+	guard_end(nest);
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * dbsync_adopt_table(server, table): make the table that exists under the
+ * target's name (after a restore from a dump, or one the owner made by
+ * hand) the target of this server's table.  The server's owner must own it
+ * and may write it; no other server's table may hold it.  The table's state
+ * is forgotten, so the next run compares it in full with the source.
+ */
+Datum
+dbsync_adopt_table(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server;
+	SourceConfig *cfg;
+	const char *table;
+	Oid			relid;
+	char	   *holder;
+	char	   *mine;
+	GuardUser	as_owner;
+	int			nest = guard_begin();
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server and table name must not be NULL"),
+				 errhint("Call dbsync_adopt_table('server', 'table').")));
+	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
+	check_server_owner(server);
+	cfg = source_config_get(server->serverid);
+	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	relid = get_relname_relid(table, get_namespace_oid(cfg->target_schema, true));
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s does not exist", target_name(cfg, table)),
+				 errhint("dbsync_adopt_table() takes a table in the server's target_schema \"%s\" named like the remote table.",
+						 cfg->target_schema)));
+
+	SPI_connect();
+	holder = catalog_target_user(relid);
+	mine = psprintf("%s.%s", quote_identifier(server->servername), quote_identifier(table));
+	if (holder && strcmp(holder, mine) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("table %s is the target of table %s", target_name(cfg, table), holder),
+				 errhint("One local table receives the rows of one server's table: point this server's target_schema elsewhere.")));
+	guard_enter_owner(cfg->owner, &as_owner);
+	apply_check_writable(relid);
+	guard_leave(&as_owner);
+	catalog_forget_stale(server->servername, server->serverid);
+	catalog_ensure(server->servername, server->serverid, table, cfg->target_schema);
+	catalog_save_target(server->servername, table, relid);
+	(void) catalog_forget_state(server->servername, table);
+	SPI_finish();
+	guard_end(nest);
+	PG_RETURN_OID(relid);
+}

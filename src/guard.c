@@ -1,0 +1,100 @@
+/*-------------------------------------------------------------------------
+ * guard.c
+ *	  The session settings every dbsync entry point runs under, and the
+ *	  user switches it makes.
+ *
+ * Every SQL function, the procedure, the launcher and the workers call
+ * guard_begin() first: it opens a GUC nest level that pins search_path to
+ * "pg_catalog, pg_temp" and the text formats the engine parses and
+ * produces (ISO dates, UTC, full float precision).  guard_end() undoes the
+ * level, so the caller gets its own settings back; an error undoes it with
+ * the (sub)transaction.  Settings of the caller, of its role or of its
+ * database therefore never decide what a name in dbsync's SQL means.
+ *
+ * Work done as the server owner runs as a security-restricted operation
+ * (the way VACUUM and REFRESH MATERIALIZED VIEW run a table owner's code):
+ * code of the owner's that fires during a sync (a trigger, a default) can
+ * neither change role nor leave temporary objects behind for the caller.
+ * guard_repin() puts the pinned path back before each generated
+ * statement, in case such code changed it.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "dbsync.h"
+
+#define GUARD_SEARCH_PATH "pg_catalog, pg_temp"
+
+static void
+guard_set(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* Open a GUC level with dbsync's settings; returns it for guard_end(). */
+int
+guard_begin(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	guard_set("search_path", GUARD_SEARCH_PATH);
+	guard_set("datestyle", "ISO, YMD");
+	guard_set("timezone", "UTC");
+	guard_set("intervalstyle", "postgres");
+	guard_set("extra_float_digits", "3");
+	/* one-shot statements: compiling them costs more than it saves */
+	guard_set("jit", "off");
+	return nest;
+}
+
+/* Undo a guard_begin() level (and whatever was SET inside it). */
+void
+guard_end(int nest)
+{
+	AtEOXact_GUC(false, nest);
+}
+
+/*
+ * Put the pinned search_path back if code that ran since (a trigger of the
+ * owner's, say) changed it.  Cheap: a string compare when nothing changed.
+ */
+void
+guard_repin(void)
+{
+	if (namespace_search_path == NULL ||
+		strcmp(namespace_search_path, GUARD_SEARCH_PATH) != 0)
+		guard_set("search_path", GUARD_SEARCH_PATH);
+}
+
+/* Become the server owner, restricted; guard_leave() switches back. */
+void
+guard_enter_owner(Oid owner, GuardUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec);
+	SetUserIdAndSecContext(owner, saved->sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+guard_leave(GuardUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec);
+}
+
+/*
+ * Leave the security-restricted state for a moment, to create a staging
+ * table of our own (a temporary table cannot be created inside one, as in
+ * REFRESH MATERIALIZED VIEW CONCURRENTLY).  No user code runs meanwhile.
+ */
+void
+guard_unrestrict(GuardUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec);
+	SetUserIdAndSecContext(saved->userid,
+						   saved->sec & ~SECURITY_RESTRICTED_OPERATION);
+}
