@@ -117,27 +117,25 @@ my_sql -e "CREATE TABLE sec_my.items (id int PRIMARY KEY, val varchar(20), updat
     { not_ok "MariaDB source setup"; exit 1; }
 
 # ---------------------------------------------------------------- roles, servers
-wh_psql -q <<SQL >/dev/null
-DO \$\$ DECLARE r text; BEGIN
+# drop_owned: what an earlier run's roles own in the current database
+drop_owned() {
+    cat <<'SQL'
+DO $$ DECLARE r text; BEGIN
   FOREACH r IN ARRAY ARRAY['sec_mallory', 'sec_alice', 'sec_eve'] LOOP
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
       EXECUTE format('DROP OWNED BY %I CASCADE', r);
     END IF;
   END LOOP;
-END \$\$;
+END $$;
 SQL
+}
+drop_owned | wh_psql -q >/dev/null
 PGOPTIONS="-c search_path=pg_catalog,public" "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$WH_PORT" -U postgres -d "$REG_DB" >/dev/null 2>&1 <<SQL
 ALTER DATABASE "$REG_DB" OWNER TO postgres;
 ALTER DATABASE "$REG_DB" RESET search_path;
 DROP SERVER IF EXISTS secw CASCADE;
 DROP SCHEMA IF EXISTS secw CASCADE;
-DO \$\$ DECLARE r text; BEGIN
-  FOREACH r IN ARRAY ARRAY['sec_mallory', 'sec_alice', 'sec_eve'] LOOP
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-      EXECUTE format('DROP OWNED BY %I CASCADE', r);
-    END IF;
-  END LOOP;
-END \$\$;
+$(drop_owned)
 SQL
 wh_psql -q <<SQL >/dev/null || { not_ok "warehouse setup"; exit 1; }
 DROP ROLE IF EXISTS sec_mallory; DROP ROLE IF EXISTS sec_alice; DROP ROLE IF EXISTS sec_eve;
