@@ -207,12 +207,48 @@ same_names(List *a, List *b)
 }
 
 /*
+ * Give the target the primary key now in force at the source.  Rows
+ * mirrored under the old key may hold NULLs or duplicates in the new one:
+ * those rows (only those) are removed first, and the caller re-reads the
+ * whole table in this transaction, so every row the source still has is
+ * back when it commits.
+ */
+static void
+rekey_target(const char *target, const char *pkname, List *pk)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	if (pkname)
+		spi_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", target,
+						  quote_identifier(pkname)), SPI_OK_UTILITY);
+	if (pk == NIL)
+		return;
+	appendStringInfo(&sql, "DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.ctid FROM "
+					 "(SELECT t.ctid, pg_catalog.count(*) OVER (PARTITION BY ", target);
+	append_name_list(&sql, pk, "t.");
+	appendStringInfo(&sql, ") AS n FROM %s t) d WHERE d.n OPERATOR(pg_catalog.>) 1))", target);
+	foreach(lc, pk)
+		appendStringInfo(&sql, " OR %s IS NULL", quote_identifier(lfirst(lc)));
+	spi_exec(sql.data, SPI_OK_DELETE);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "ALTER TABLE %s ADD PRIMARY KEY (", target);
+	append_name_list(&sql, pk, "");
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, SPI_OK_UTILITY);
+}
+
+/*
  * Bring an existing target in line with the source: widen column types that
- * were widened there, and use the primary key now in force.  Returns a note
- * on what could not be done (NULL when all is in line).
+ * were widened there, and use the primary key now in force.  Sets
+ * *reshaped when a column type or the key changed (the values or the key
+ * the state was made with no longer hold: the caller re-reads the table).
+ * Returns a note on what could not be done (NULL when all is in line).
  */
 static char *
-align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk)
+align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
+					  bool *reshaped)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	List	   *alters = NIL;
@@ -250,28 +286,12 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk)
 
 	foreach(lc, alters)
 		spi_exec(lfirst(lc), SPI_OK_UTILITY);
+	if (alters != NIL)
+		*reshaped = true;
 	if (!same_names(localpk, pk))
 	{
-		StringInfoData sql;
-
-		/*
-		 * A new key may not hold for rows mirrored under the old one: empty
-		 * the table (in this transaction) and let the run load it again.
-		 */
-		if (pk != NIL)
-			spi_exec(psprintf("DELETE FROM %s", target), SPI_OK_DELETE);
-		initStringInfo(&sql);
-		appendStringInfo(&sql, "ALTER TABLE %s ", target);
-		if (pkname)
-			appendStringInfo(&sql, "DROP CONSTRAINT %s%s", quote_identifier(pkname),
-							 pk != NIL ? ", " : "");
-		if (pk != NIL)
-		{
-			appendStringInfoString(&sql, "ADD PRIMARY KEY (");
-			append_name_list(&sql, pk, "");
-			appendStringInfoChar(&sql, ')');
-		}
-		spi_exec(sql.data, SPI_OK_UTILITY);
+		rekey_target(target, pkname, pk);
+		*reshaped = true;
 	}
 	CommandCounterIncrement();
 	return note.len ? note.data : NULL;
@@ -382,11 +402,13 @@ apply_check_writable(Oid relid)
  * A table found under the target's name must be the one recorded for this
  * server and table (st->target_relid).  Returns the target's OID and the
  * names of added columns; *created when the table is new (state about an
- * earlier target no longer holds).
+ * earlier target no longer holds), *reshaped when its key or a column type
+ * was changed to follow the source.
  */
 Oid
 apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
-					 Oid recorded, List **added, char **note, bool *created)
+					 Oid recorded, List **added, char **note, bool *created,
+					 bool *reshaped)
 {
 	char	   *target = target_name(cfg, rt->name);
 	Oid			nsp = get_namespace_oid(cfg->target_schema, true);
@@ -396,6 +418,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 	*added = NIL;
 	*note = NULL;
 	*created = false;
+	*reshaped = false;
 	if (!OidIsValid(nsp))
 		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s",
 						  quote_identifier(cfg->target_schema)), SPI_OK_UTILITY);
@@ -435,7 +458,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN _dbsync_deleted pg_catalog.bool NOT NULL DEFAULT false",
 							  target), SPI_OK_UTILITY);
 		CommandCounterIncrement();
-		*note = align_existing_target(target, relid, rt, pk);
+		*note = align_existing_target(target, relid, rt, pk, reshaped);
 	}
 
 	/*
@@ -967,75 +990,95 @@ apply_delete_missing(const char *target, const char *keystage, List *pk,
 	return (int64) SPI_processed;
 }
 
+/* "c1, c2, ..., cn" */
+static void
+append_numbered(StringInfo buf, int n)
+{
+	int			i;
+
+	for (i = 1; i <= n; i++)
+		appendStringInfo(buf, "%sc%d", i > 1 ? ", " : "", i);
+}
+
 /*
- * Make a table without primary key hold exactly the staged multiset of
- * rows (duplicates kept): delete the surplus copies, insert the missing
- * ones.  Nothing is written when both already agree.
+ * The target's surplus copies of rows, per distinct row the copies beyond
+ * the staged count (live rows only), deleted or, with soft deletes, flagged.
  */
-void
-apply_mirror_multiset(const char *target, const char *stage, List *columns,
-					  int64 *inserted, int64 *deleted)
+static int64
+multiset_remove_surplus(const char *target, const char *stage, List *columns,
+						bool soft)
 {
 	StringInfoData sql;
 	ListCell   *lc;
 	int			i;
 	int			n = list_length(columns);
-	bool		first;
+	const char *live = soft ? " WHERE NOT t._dbsync_deleted" : "";
 
-	/* delete surplus: per distinct row, the copies beyond the staged count */
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "WITH surplus AS (SELECT d.*, pg_catalog.count(*) AS n FROM (SELECT ");
 	append_cmp_list(&sql, columns, "t");
-	appendStringInfo(&sql, " FROM %s t EXCEPT ALL SELECT ", target);
+	appendStringInfo(&sql, " FROM %s t%s EXCEPT ALL SELECT ", target, live);
 	append_cmp_list(&sql, columns, "s");
 	appendStringInfo(&sql, " FROM %s s) d(", stage);
-	for (i = 1; i <= n; i++)
-		appendStringInfo(&sql, "%sc%d", i > 1 ? ", " : "", i);
+	append_numbered(&sql, n);
 	appendStringInfoString(&sql, ") GROUP BY ");
-	for (i = 1; i <= n; i++)
-		appendStringInfo(&sql, "%sc%d", i > 1 ? ", " : "", i);
+	append_numbered(&sql, n);
 	appendStringInfoString(&sql, "), numbered AS (SELECT t.ctid AS tid, ");
 	i = 0;
 	foreach(lc, columns)
 		appendStringInfo(&sql, "%s AS c%d, ", cmp_expr("t", lfirst(lc)), ++i);
 	appendStringInfoString(&sql, "pg_catalog.row_number() OVER (PARTITION BY ");
 	append_cmp_list(&sql, columns, "t");
-	appendStringInfo(&sql, " ORDER BY t.ctid) AS rn FROM %s t) "
-					 "DELETE FROM %s WHERE ctid IN (SELECT nb.tid FROM numbered nb "
-					 "JOIN surplus su ON ", target, target);
+	appendStringInfo(&sql, " ORDER BY t.ctid) AS rn FROM %s t%s) ", target, live);
+	if (soft)
+		appendStringInfo(&sql, "UPDATE %s SET _dbsync_deleted = true, "
+						 "_dbsync_synced_at = pg_catalog.now()", target);
+	else
+		appendStringInfo(&sql, "DELETE FROM %s", target);
+	appendStringInfoString(&sql, " WHERE ctid IN (SELECT nb.tid FROM numbered nb JOIN surplus su ON ");
 	for (i = 1; i <= n; i++)
 		appendStringInfo(&sql, "%snb.c%d IS NOT DISTINCT FROM su.c%d",
 						 i > 1 ? " AND " : "", i, i);
 	appendStringInfoString(&sql, " WHERE nb.rn OPERATOR(pg_catalog.<=) su.n)");
-	spi_exec(sql.data, SPI_OK_DELETE);
-	*deleted = (int64) SPI_processed;
+	spi_exec(sql.data, soft ? SPI_OK_UPDATE : SPI_OK_DELETE);
 	CommandCounterIncrement();
+	return (int64) SPI_processed;
+}
 
-	/* insert what the target lacks */
-	resetStringInfo(&sql);
+/*
+ * Make a table without primary key hold the staged multiset of rows
+ * (duplicates kept): insert the missing copies and, per deletes, delete or
+ * flag the surplus ones (with 'ignore' they stay).  Nothing is written
+ * when both already agree.
+ */
+void
+apply_mirror_multiset(const char *target, const char *stage, List *columns,
+					  DeletesMode deletes, int64 *inserted, int64 *deleted)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	int			i = 0;
+	bool		soft = deletes == DELETES_SOFT;
+
+	*deleted = 0;
+	if (deletes != DELETES_IGNORE)
+		*deleted = multiset_remove_surplus(target, stage, columns, soft);
+
+	/* insert what the target's live rows lack */
+	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (", target);
 	foreach(lc, columns)
 		appendStringInfo(&sql, "%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
 	appendStringInfoString(&sql, "_dbsync_synced_at) SELECT ");
-	i = 0;
 	foreach(lc, columns)
-	{
-		RemoteColumn *col = lfirst(lc);
-
-		i++;
-		appendStringInfo(&sql, "m.c%d::%s, ", i, col->local_type);
-	}
+		appendStringInfo(&sql, "m.c%d::%s, ", ++i, ((RemoteColumn *) lfirst(lc))->local_type);
 	appendStringInfoString(&sql, "pg_catalog.now() FROM (SELECT ");
 	append_cmp_list(&sql, columns, "s");
 	appendStringInfo(&sql, " FROM %s s EXCEPT ALL SELECT ", stage);
 	append_cmp_list(&sql, columns, "t");
-	appendStringInfo(&sql, " FROM %s t) m(", target);
-	first = true;
-	for (i = 1; i <= n; i++)
-	{
-		appendStringInfo(&sql, "%sc%d", first ? "" : ", ", i);
-		first = false;
-	}
+	appendStringInfo(&sql, " FROM %s t%s) m(", target,
+					 soft ? " WHERE NOT t._dbsync_deleted" : "");
+	append_numbered(&sql, list_length(columns));
 	appendStringInfoChar(&sql, ')');
 	spi_exec(sql.data, SPI_OK_INSERT);
 	*inserted = (int64) SPI_processed;

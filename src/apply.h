@@ -14,7 +14,7 @@ struct SourceConn;
 extern char *target_name(SourceConfig *cfg, const char *table);
 extern Oid	apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk,
 								 bool soft, Oid recorded, List **added,
-								 char **note, bool *created);
+								 char **note, bool *created, bool *reshaped);
 extern void apply_check_writable(Oid relid);
 extern char *apply_create_stage(List *columns);
 extern void apply_drop_stage(const char *stage);
@@ -40,8 +40,8 @@ extern int64 apply_upsert(const char *target, const char *stage, List *columns,
 extern int64 apply_delete_missing(const char *target, const char *keystage,
 								  List *pk, bool soft);
 extern void apply_mirror_multiset(const char *target, const char *stage,
-								  List *columns, int64 *inserted,
-								  int64 *deleted);
+								  List *columns, DeletesMode deletes,
+								  int64 *inserted, int64 *deleted);
 extern char *apply_query_value(const char *sql);
 extern char *apply_query_value_args(const char *sql, int nargs,
 									const char **args);

@@ -114,7 +114,8 @@ catalog_load(const char *server, const char *table)
 	values[1] = CStringGetTextDatum(table);
 	st->enabled = true;
 	catalog_exec("SELECT primary_key_override, cursor_override, enabled, "
-				 "cursor_value, resume_key, rows_total, load_direct, target_relid "
+				 "cursor_value, resume_key, rows_total, load_direct, target_relid, "
+				 "primary_key, cursor_column "
 				 "FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -142,6 +143,12 @@ catalog_load(const char *server, const char *table)
 	st->load_direct = isnull ? false : DatumGetBool(d);
 	d = SPI_getbinval(tup, desc, 8, &isnull);
 	st->target_relid = isnull ? InvalidOid : DatumGetObjectId(d);
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	if (!isnull)
+		st->last_pk = text_array_to_list(d);
+	d = SPI_getbinval(tup, desc, 10, &isnull);
+	if (!isnull)
+		st->last_cursor = TextDatumGetCString(d);
 	return st;
 }
 
@@ -283,11 +290,13 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 void
 catalog_save_checkpoint(const char *server, const char *table,
 						List *resume_key, const char *high_water,
-						bool load_direct, int64 rows_total)
+						bool load_direct, int64 rows_total, List *pk,
+						const char *cursor)
 {
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID, INT8OID,
+	TEXTARRAYOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(table);
@@ -298,11 +307,13 @@ catalog_save_checkpoint(const char *server, const char *table,
 		nulls[3] = 'n';
 	values[4] = BoolGetDatum(load_direct);
 	values[5] = Int64GetDatum(rows_total);
+	values[6] = list_to_text_array(pk);
+	values[7] = CStringGetTextDatum(cursor);
 	catalog_exec("UPDATE dbsync.tables SET resume_key = $3, cursor_value = $4, "
-				 "load_direct = $5, rows_total = $6, "
+				 "load_direct = $5, rows_total = $6, primary_key = $7, cursor_column = $8, "
 				 "last_status = 'running', last_mode = 'initial' "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
-				 6, types, values, nulls, SPI_OK_UPDATE);
+				 8, types, values, nulls, SPI_OK_UPDATE);
 }
 
 void

@@ -131,6 +131,8 @@ typedef struct TableState
 	bool		load_direct;	/* that load COPYs into the target */
 	int64		rows_total;
 	Oid			target_relid;	/* the local table dbsync created for it */
+	List	   *last_pk;		/* char *: key the stored state was made with */
+	char	   *last_cursor;	/* cursor column it was made with */
 } TableState;
 
 /* Result of syncing one table. */
@@ -197,7 +199,8 @@ extern void catalog_save_error(const char *server, const char *table,
 							   const char *row_sample);
 extern void catalog_save_checkpoint(const char *server, const char *table,
 									List *resume_key, const char *high_water,
-									bool load_direct, int64 rows_total);
+									bool load_direct, int64 rows_total,
+									List *pk, const char *cursor);
 extern void catalog_save_target(const char *server, const char *table,
 								Oid relid);
 extern char *catalog_target_user(Oid relid);

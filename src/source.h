@@ -84,12 +84,15 @@ typedef struct SourceDriver
 	bool		(*stream_next) (SourceConn *conn, const char **data, int *len);
 
 	/*
-	 * Optional: start time (timestamptz text, UTC) of the oldest transaction
-	 * at the source that is still writing, or NULL when none is (or it
-	 * cannot be seen).  Rows such a transaction commits later carry cursor
-	 * values from about then, so the stored cursor must not pass it.
+	 * Read, before begin_snapshot(), the source's clock (*now, timestamptz
+	 * text in UTC) and then the start of its oldest open transaction other
+	 * than ours (*oldest, NULL when none, or when the driver cannot see
+	 * them).  No row the snapshot misses carries a cursor value below
+	 * either: rows of transactions still open commit later with values from
+	 * about their start, and transactions that start later stamp later
+	 * values.  The stored cursor never passes them.
 	 */
-	char	   *(*inflight_floor) (SourceConn *conn);
+	void		(*read_clock) (SourceConn *conn, char **now, char **oldest);
 } SourceDriver;
 
 /* in source.c */

@@ -1180,6 +1180,28 @@ my_query_value(SourceConn *conn, const char *sql)
 	return my_query_value_internal((MyConn *) conn, sql);
 }
 
+/*
+ * The source's clock (UTC), then the start of its oldest open transaction
+ * other than ours.  InnoDB shows trx_started in the server's system time
+ * zone, to the second: converted to UTC and taken a second early.  TiDB
+ * lists the transactions of every node in CLUSTER_TIDB_TRX.
+ */
+static void
+my_read_clock(SourceConn *conn, char **now, char **oldest)
+{
+	MyConn	   *c = (MyConn *) conn;
+
+	*now = my_query_value_internal(c, "SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00')");
+	*oldest = my_query_value_internal(c, c->is_tidb ?
+									  "SELECT DATE_FORMAT(MIN(START_TIME), '%Y-%m-%d %H:%i:%s.%f+00') "
+									  "FROM information_schema.CLUSTER_TIDB_TRX "
+									  "WHERE SESSION_ID <> CONNECTION_ID()" :
+									  "SELECT DATE_FORMAT(CONVERT_TZ(MIN(trx_started), 'SYSTEM', '+00:00') "
+									  "- INTERVAL 1 SECOND, '%Y-%m-%d %H:%i:%s+00') "
+									  "FROM information_schema.INNODB_TRX "
+									  "WHERE trx_mysql_thread_id <> CONNECTION_ID()");
+}
+
 
 /* ------------------------------------------------------------------------
  * Streaming: rows to COPY text (values: mysql_values.c)
@@ -1371,6 +1393,7 @@ const SourceDriver mysql_driver = {
 	.close = my_close,
 	.discover = my_discover,
 	.begin_snapshot = my_begin_snapshot,
+	.read_clock = my_read_clock,
 	.end_snapshot = my_end_snapshot,
 	.quote_ident = my_quote_ident,
 	.quote_literal = my_quote_literal,

@@ -508,21 +508,21 @@ pg_stream_next(SourceConn *sconn, const char **data, int *len)
 }
 
 /*
- * Oldest open writing transaction at the source.  Needs pg_read_all_stats
- * (or superuser) on the source to see other roles' sessions; without it
- * only the sync user's own sessions count.  YugabyteDB assigns no
- * PostgreSQL xids, so there every open transaction counts.
+ * The source's clock, then the start of its oldest open transaction.
+ * Every open client transaction counts, writing or not yet: PostgreSQL's
+ * now() is a transaction's start, so one that writes later still stamps
+ * rows with it.  Seeing other roles' sessions needs pg_read_all_stats (or
+ * superuser) on the source; without it only the sync user's own count.
  */
-static char *
-pg_inflight_floor(SourceConn *sconn)
+static void
+pg_read_clock(SourceConn *sconn, char **now, char **oldest)
 {
-	bool		yb = sconn->flavor && strncmp(sconn->flavor, "YugabyteDB", 10) == 0;
-
-	return pg_query_value(sconn, psprintf(
-										  "SELECT pg_catalog.min(xact_start) FROM pg_catalog.pg_stat_activity "
-										  "WHERE xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() "
-										  "AND datname = pg_catalog.current_database()%s",
-										  yb ? "" : " AND backend_xid IS NOT NULL"));
+	*now = pg_query_value(sconn, "SELECT pg_catalog.clock_timestamp()");
+	*oldest = pg_query_value(sconn,
+							 "SELECT pg_catalog.min(xact_start) FROM pg_catalog.pg_stat_activity "
+							 "WHERE xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() "
+							 "AND backend_type = 'client backend' "
+							 "AND datname = pg_catalog.current_database()");
 }
 
 const SourceDriver pg_driver = {
@@ -538,5 +538,5 @@ const SourceDriver pg_driver = {
 	.query_value = pg_query_value,
 	.stream_start = pg_stream_start,
 	.stream_next = pg_stream_next,
-	.inflight_floor = pg_inflight_floor,
+	.read_clock = pg_read_clock,
 };

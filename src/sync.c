@@ -28,6 +28,25 @@
 #include "apply.h"
 #include "source.h"
 
+/* One table's sync, as its modes share it. */
+typedef struct SyncCtx
+{
+	SourceConfig *cfg;
+	SourceConn *conn;
+	RemoteTable *rt;
+	TableState *st;				/* the state at the start */
+	SyncResult *res;
+	List	   *pk;				/* char *: the key in force, NIL = none */
+	const char *cursor;			/* cursor column, NULL = none */
+	RemoteColumn *ccol;			/* its column */
+	char	   *target;			/* quoted schema.table */
+	bool		soft;			/* deletes 'soft' */
+	char	   *ceiling;		/* highest storable cursor, NULL = none */
+	char	   *clock_ceiling;	/* the same from the clock alone */
+	char	   *new_cursor;		/* out: cursor value to store */
+	int64		rows_total;		/* out: live local rows */
+} SyncCtx;
+
 /* The primary key in use: the override when set, else the discovered one. */
 List *
 effective_pk(RemoteTable *rt, TableState *st)
@@ -218,28 +237,66 @@ normalize_value(const char *value, const char *type)
 	return apply_query_value_args(psprintf("SELECT $1::%s::text", type), 1, &value);
 }
 
+static bool
+is_timestamptz(const char *type)
+{
+	return strncmp(type, "timestamp", 9) == 0 && strstr(type, "with time zone") != NULL;
+}
+
 /*
- * Hold a new timestamptz cursor value below the start of any transaction
- * still writing at the source (never below the old value): its rows commit
- * later with cursor values from about its start.
+ * The highest value the stored cursor may take (NULL: no limit), from the
+ * source's clock and the start of its oldest open transaction, both read
+ * before the snapshot (SourceDriver.read_clock).  A time zone-less cursor
+ * (timestamp, date) holds the source's wall clock in a zone we do not know:
+ * its limit is the clock 14 hours ahead (the largest UTC offset), and open
+ * transactions are left to lookback.  Rows stamped beyond the limit (in
+ * the future, or by a transaction still open) are read again by every run
+ * until the stored cursor may pass them.
  */
 static char *
-cap_inflight(SourceConn *conn, RemoteColumn *ccol, const char *old_value,
-			 const char *new_value)
+cursor_ceiling(const char *type, const char *now, const char *oldest,
+			   bool with_open_xacts)
 {
-	const char *args[3];
+	const char *args[2] = {now, with_open_xacts ? oldest : NULL};
 
-	if (new_value == NULL || conn->driver->inflight_floor == NULL ||
-		strncmp(ccol->local_type, "timestamp", 9) != 0 ||
-		strstr(ccol->local_type, "with time zone") == NULL)
-		return (char *) new_value;
-	args[0] = new_value;
-	args[1] = conn->driver->inflight_floor(conn);
-	args[2] = old_value;
-	if (args[1] == NULL)
-		return (char *) new_value;
-	return apply_query_value_args("SELECT GREATEST(LEAST($1::timestamptz, $2::timestamptz), "
-								  "$3::timestamptz)::text", 3, args);
+	if (now == NULL)
+		return NULL;
+	if (is_timestamptz(type))
+		return apply_query_value_args("SELECT LEAST($1::pg_catalog.timestamptz, "
+									  "$2::pg_catalog.timestamptz)::pg_catalog.text",
+									  2, args);
+	if (strncmp(type, "timestamp", 9) == 0 || strcmp(type, "date") == 0)
+		return apply_query_value_args(psprintf("SELECT (($1::pg_catalog.timestamptz "
+											   "AT TIME ZONE 'UTC') + interval '14 hours')::%s::pg_catalog.text",
+											   type), 1, args);
+	return NULL;
+}
+
+/*
+ * The cursor value to store: the larger of the old and the new one, but
+ * never above the ceiling (a value stored above it, by an older version or
+ * a clock that went back, comes down to it).
+ */
+static char *
+cap_cursor(SyncCtx *cx, const char *old_value, const char *new_value)
+{
+	const char *args[3] = {old_value, new_value, cx->ceiling};
+	const char *t = cx->ccol->local_type;
+	char	   *ahead;
+
+	if (old_value == NULL && new_value == NULL)
+		return NULL;
+	if (cx->clock_ceiling && new_value)
+	{
+		const char *a2[2] = {new_value, cx->clock_ceiling};
+
+		ahead = apply_query_value_args(psprintf("SELECT $1::%s > $2::%s", t, t), 2, a2);
+		if (ahead && strcmp(ahead, "t") == 0)
+			cx->res->message = psprintf("cursor values ahead of the source's clock (up to %s): the stored cursor stays at the clock, and those rows are read again by every run until it passes them",
+										new_value);
+	}
+	return apply_query_value_args(psprintf("SELECT LEAST(GREATEST($1::%s, $2::%s), $3::%s)::pg_catalog.text",
+										   t, t, t), 3, args);
 }
 
 /* The key of a streamed row (COPY text), taken in the source's own order. */
@@ -265,6 +322,65 @@ key_of_row(RemoteTable *rt, List *pk, const char *row)
 	return key;
 }
 
+static bool
+equal_names(List *a, List *b)
+{
+	ListCell   *la;
+	ListCell   *lb;
+
+	if (list_length(a) != list_length(b))
+		return false;
+	forboth(la, a, lb, b)
+	{
+		if (strcmp(lfirst(la), lfirst(lb)) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Staged rows whose target row is flagged deleted (they come back). */
+static int64
+count_revived(SyncCtx *cx, const char *stage)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s s JOIN %s t ON ",
+					 stage, cx->target);
+	foreach(lc, cx->pk)
+	{
+		const char *k = quote_identifier(lfirst(lc));
+
+		appendStringInfo(&sql, "t.%s OPERATOR(pg_catalog.=) s.%s AND ", k, k);
+	}
+	appendStringInfoString(&sql, "t._dbsync_deleted");
+	return strtoll(apply_query_value(sql.data), NULL, 10);
+}
+
+/* Notes for the run's message, then the table's state. */
+static void
+finish_table(SyncCtx *cx, const char *drift_note)
+{
+	SyncResult *res = cx->res;
+
+	if (drift_note)
+		res->message = res->message ? psprintf("%s; %s", res->message, drift_note) :
+			pstrdup(drift_note);
+	if (res->rows_skipped > 0)
+	{
+		char	   *skip = psprintf(INT64_FORMAT " source row(s) could not be converted and were skipped (on_row_error 'skip'); see last_row_error_sample",
+								   res->rows_skipped);
+
+		res->message = res->message ? psprintf("%s; %s", res->message, skip) : skip;
+	}
+	catalog_save_success(cx->cfg->server_name, cx->rt->name, cx->rt, cx->cursor,
+						 cx->new_cursor, NIL, cx->rows_total, res->mode,
+						 res->run_upserted + res->rows_upserted,
+						 res->run_deleted + res->rows_deleted, res->row_sample);
+	res->status = "ok";
+}
+
 /*
  * Initial load of a cursor table, in primary-key order, batch_size rows at
  * a time, with a checkpoint (last key) after each batch.  The high-water
@@ -276,12 +392,13 @@ key_of_row(RemoteTable *rt, List *pk, const char *row)
  * commit.
  */
 static void
-sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
-			 const char *cursor, TableState *st, bool one_batch,
-			 SyncResult *res, char **new_cursor, int64 *rows_total)
+sync_initial(SyncCtx *cx, bool one_batch)
 {
-	char	   *target = target_name(cfg, rt->name);
-	bool		soft = cfg->deletes == DELETES_SOFT;
+	SourceConfig *cfg = cx->cfg;
+	SourceConn *conn = cx->conn;
+	RemoteTable *rt = cx->rt;
+	TableState *st = cx->st;
+	SyncResult *res = cx->res;
 	List	   *key = st->resume_key;
 	char	   *hw = st->cursor_value;
 	bool		direct = st->load_direct;
@@ -291,13 +408,12 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 	initStringInfo(&last);
 	if (key == NIL)
 	{
-		RemoteColumn *ccol = find_column(rt, cursor);
-		char	   *sql = remote_max_sql(conn->driver, cfg->schema, rt->name, cursor);
+		char	   *sql = remote_max_sql(conn->driver, cfg->schema, rt->name, cx->cursor);
 
 		res->mode = "initial";
-		hw = normalize_value(conn->driver->query_value(conn, sql), ccol->local_type);
-		hw = cap_inflight(conn, ccol, NULL, hw);
-		direct = st->pk_override == NIL && !res->careful && is_empty(target);
+		hw = cap_cursor(cx, NULL, normalize_value(conn->driver->query_value(conn, sql),
+												  cx->ccol->local_type));
+		direct = st->pk_override == NIL && !res->careful && is_empty(cx->target);
 		total = 0;
 	}
 	else
@@ -316,13 +432,13 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		 * Batches, and the key order that makes them resumable, matter only
 		 * where a checkpoint can commit (or when going on after a key).
 		 */
-		q.pk = one_batch || key != NIL ? pk : NIL;
+		q.pk = one_batch || key != NIL ? cx->pk : NIL;
 		q.after_key = key;
 		q.limit = one_batch ? cfg->batch_size : 0;
 		sql = remote_select_sql(conn->driver, &q);
 		if (direct)
 		{
-			n = apply_copy(conn, sql, rt->columns, target, &last);
+			n = apply_copy(conn, sql, rt->columns, cx->target, &last);
 			res->rows_upserted += (int64) n;
 			total += (int64) n;
 		}
@@ -330,18 +446,19 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 		{
 			char	   *stage = apply_create_stage(rt->columns);
 
-			n = stage_rows(res, conn, sql, rt->columns, stage, &last, pk);
-			res->rows_upserted += apply_upsert(target, stage, rt->columns, pk,
-											   soft, st->pk_override != NIL,
+			n = stage_rows(res, conn, sql, rt->columns, stage, &last, cx->pk);
+			res->rows_upserted += apply_upsert(cx->target, stage, rt->columns, cx->pk,
+											   cx->soft, st->pk_override != NIL,
 											   one_batch ? COMPARE_KEY_RANGE : COMPARE_JOIN,
 											   NULL);
 			apply_drop_stage(stage);
 		}
 		if (n > 0)
-			key = key_of_row(rt, pk, last.data);
+			key = key_of_row(rt, cx->pk, last.data);
 		if (!one_batch || n < (uint64) cfg->batch_size)
 			break;
-		catalog_save_checkpoint(cfg->server_name, rt->name, key, hw, direct, total);
+		catalog_save_checkpoint(cfg->server_name, rt->name, key, hw, direct, total,
+								cx->pk, cx->cursor);
 		if (one_batch)
 		{
 			res->done = false;
@@ -351,29 +468,148 @@ sync_initial(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt, List *pk,
 
 	if (!direct)
 	{
-		total = local_count(target, soft);
+		total = local_count(cx->target, cx->soft);
 		if (cfg->deletes != DELETES_IGNORE)
-			reconcile_deletes(cfg, conn, rt, pk, total, res, &total);
+			reconcile_deletes(cfg, conn, rt, cx->pk, total, res, &total);
 	}
-	*new_cursor = hw;
-	*rows_total = total;
+	cx->new_cursor = hw;
+	cx->rows_total = total;
 }
 
+/* No key: mirror the multiset of rows. */
+static void
+sync_multiset(SyncCtx *cx)
+{
+	RemoteQuery q = {0};
+	char	   *stage = apply_create_stage(cx->rt->columns);
+	SyncResult *res = cx->res;
+
+	res->mode = "full";
+	q.schema = cx->cfg->schema;
+	q.table = cx->rt;
+	q.columns = cx->rt->columns;
+	stage_rows(res, cx->conn, remote_select_sql(cx->conn->driver, &q), cx->rt->columns,
+			   stage, NULL, NIL);
+	apply_mirror_multiset(cx->target, stage, cx->rt->columns, cx->cfg->deletes,
+						  &res->rows_upserted, &res->rows_deleted);
+	apply_drop_stage(stage);
+	cx->rows_total = local_count(cx->target, cx->soft);
+}
+
+/*
+ * Read the whole table: no cursor, new columns to backfill, or a state that
+ * no longer means what it did (key, cursor column or a type changed).
+ */
+static void
+sync_full(SyncCtx *cx, const char *why)
+{
+	char	   *stage;
+
+	cx->res->mode = "full";
+	stage = sync_full_with_key(cx->cfg, cx->conn, cx->rt, cx->pk,
+							   cx->st->pk_override != NIL, cx->res);
+	if (cx->cursor)
+		cx->new_cursor = cap_cursor(cx, NULL, max_value(stage, cx->cursor));
+	apply_drop_stage(stage);
+	cx->rows_total = local_count(cx->target, cx->soft);
+	if (why)
+		cx->res->message = cx->res->message ?
+			psprintf("%s; %s", why, cx->res->message) : pstrdup(why);
+}
+
+/*
+ * Rows whose cursor is at or after the last one minus lookback, and rows
+ * whose cursor is NULL; then deletes.
+ */
+static void
+sync_incremental(SyncCtx *cx)
+{
+	RemoteQuery q = {0};
+	SyncResult *res = cx->res;
+	TableState *st = cx->st;
+	char	   *stage = apply_create_stage(cx->rt->columns);
+	char	   *lower = cursor_lower_bound(st->cursor_value, cx->cfg->lookback,
+										   cx->ccol->local_type);
+	int64		inserted;
+	int64		revived = 0;
+	int64		staged;
+
+	res->mode = "incremental";
+	q.schema = cx->cfg->schema;
+	q.table = cx->rt;
+	q.columns = cx->rt->columns;
+	q.cursor_column = cx->cursor;
+	q.cursor_lower = lower;
+	staged = stage_rows(res, cx->conn, remote_select_sql(cx->conn->driver, &q),
+						cx->rt->columns, stage, NULL, cx->pk);
+	q.cursor_lower = NULL;
+	q.cursor_is_null = true;
+	staged += stage_rows(res, cx->conn, remote_select_sql(cx->conn->driver, &q),
+						 cx->rt->columns, stage, NULL, cx->pk);
+
+	/*
+	 * Rows inserted keep rows_total (live rows) exact without a scan; with
+	 * soft deletes, so do flagged rows that come back.
+	 */
+	if (cx->soft)
+		revived = count_revived(cx, stage);
+	/* few changed rows next to a large table: probe, don't scan it */
+	res->rows_upserted = apply_upsert(cx->target, stage, cx->rt->columns, cx->pk,
+									  cx->soft, st->pk_override != NIL,
+									  staged * 20 < st->rows_total ?
+									  COMPARE_PROBE : COMPARE_JOIN,
+									  &inserted);
+	cx->rows_total = st->rows_total + inserted + revived;
+	cx->new_cursor = cap_cursor(cx, st->cursor_value, max_value(stage, cx->cursor));
+	apply_drop_stage(stage);
+	if (cx->cfg->deletes != DELETES_IGNORE)
+		reconcile_deletes(cx->cfg, cx->conn, cx->rt, cx->pk, cx->rows_total, res,
+						  &cx->rows_total);
+}
+
+/*
+ * Why the stored state no longer describes the table (NULL: it does): the
+ * key or cursor column in use changed (at the source, by cursor_columns or
+ * an override), or the local key or a column type had to follow the source.
+ * Such a table is read again in full (compare, upsert, delete), never
+ * emptied and never continued with a cursor that means something else.
+ */
+static const char *
+state_outdated(SyncCtx *cx, bool reshaped)
+{
+	TableState *st = cx->st;
+
+	if (st->cursor_value == NULL && st->resume_key == NIL)
+		return NULL;
+	if (reshaped)
+		return "the local key or a column type changed to follow the source: table read again in full";
+	if (st->last_pk != NIL && !equal_names(st->last_pk, cx->pk))
+		return "primary key changed: table read again in full";
+	if (st->last_cursor && (cx->cursor == NULL || strcmp(st->last_cursor, cx->cursor) != 0))
+		return "cursor column changed: table read again in full";
+	return NULL;
+}
+
+/*
+ * Sync one table in the caller's subtransaction: prepare the target, pick
+ * the mode, run it in one snapshot of the source, and record the state.
+ * With one_batch, an initial load stops after a checkpoint (res->done =
+ * false) for the caller to commit.
+ */
 void
 sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		   bool one_batch, SyncResult *res)
 {
+	SyncCtx		cx = {0};
 	TableState *st = catalog_load(cfg->server_name, rt->name);
-	List	   *pk;
-	const char *cursor;
-	bool		soft = cfg->deletes == DELETES_SOFT;
 	List	   *added;
-	char	   *target;
-	char	   *new_cursor = NULL;
-	int64		rows_total = st->rows_total;
 	int			nest;
 	char	   *drift_note = NULL;
 	bool		created;
+	bool		reshaped;
+	const char *outdated;
+	char	   *now = NULL;
+	char	   *oldest = NULL;
 
 	res->rows_upserted = 0;
 	res->rows_deleted = 0;
@@ -391,14 +627,22 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 
 	/* undo, at the end, whatever the owner's code SETs meanwhile */
 	nest = guard_begin();
-	pk = effective_pk(rt, st);
-	cursor = pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
-	rt->primary_key = pk;
+	cx.cfg = cfg;
+	cx.conn = conn;
+	cx.rt = rt;
+	cx.st = st;
+	cx.res = res;
+	cx.soft = cfg->deletes == DELETES_SOFT;
+	cx.pk = effective_pk(rt, st);
+	cx.cursor = cx.pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
+	cx.ccol = cx.cursor ? find_column(rt, cx.cursor) : NULL;
+	cx.rows_total = st->rows_total;
+	rt->primary_key = cx.pk;
 	typemap_resolve(rt);
 	catalog_ensure(cfg->server_name, cfg->serverid, rt->name, cfg->target_schema);
 	catalog_save_flavor(cfg->server_name, rt->name, conn->flavor);
-	apply_prepare_target(cfg, rt, pk, soft, st->target_relid, &added,
-						 &drift_note, &created);
+	apply_prepare_target(cfg, rt, cx.pk, cx.soft, st->target_relid, &added,
+						 &drift_note, &created, &reshaped);
 	if (created)
 	{
 		/*
@@ -410,51 +654,29 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		st->resume_key = NIL;
 		st->rows_total = 0;
 		st->load_direct = false;
-		rows_total = 0;
+		cx.rows_total = 0;
 	}
-	target = target_name(cfg, rt->name);
+	cx.target = target_name(cfg, rt->name);
+	outdated = state_outdated(&cx, reshaped);
 
+	/* the source's clock and open transactions, before the snapshot */
+	if (cx.ccol && conn->driver->read_clock)
+	{
+		conn->driver->read_clock(conn, &now, &oldest);
+		cx.ceiling = cursor_ceiling(cx.ccol->local_type, now, oldest, true);
+		cx.clock_ceiling = cursor_ceiling(cx.ccol->local_type, now, NULL, false);
+	}
 	conn->driver->begin_snapshot(conn);
 
-	if (pk == NIL)
-	{
-		/* no key: mirror the multiset of rows */
-		RemoteQuery q = {0};
-		char	   *stage = apply_create_stage(rt->columns);
-
-		res->mode = "full";
-		q.schema = cfg->schema;
-		q.table = rt;
-		q.columns = rt->columns;
-		stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, NIL);
-		apply_mirror_multiset(target, stage, rt->columns,
-							  &res->rows_upserted, &res->rows_deleted);
-		apply_drop_stage(stage);
-		rows_total = local_count(target, false);
-	}
-	else if (cursor == NULL || added != NIL)
-	{
-		/* full read: no cursor, or new columns to backfill */
-		char	   *stage;
-
-		res->mode = "full";
-		stage = sync_full_with_key(cfg, conn, rt, pk, st->pk_override != NIL, res);
-		if (cursor)
-		{
-			new_cursor = max_value(stage, cursor);
-			if (st->cursor_value && new_cursor == NULL)
-				new_cursor = st->cursor_value;
-		}
-		apply_drop_stage(stage);
-		rows_total = local_count(target, soft);
-		if (added != NIL)
-			res->message = psprintf("%d new source column(s) added and backfilled",
-									list_length(added));
-	}
+	if (cx.pk == NIL)
+		sync_multiset(&cx);
+	else if (cx.cursor == NULL || added != NIL || outdated)
+		sync_full(&cx, added != NIL ?
+				  psprintf("%d new source column(s) added and backfilled", list_length(added)) :
+				  outdated);
 	else if (st->cursor_value == NULL || st->resume_key != NIL)
 	{
-		sync_initial(cfg, conn, rt, pk, cursor, st, one_batch, res,
-					 &new_cursor, &rows_total);
+		sync_initial(&cx, one_batch);
 		if (!res->done)
 		{
 			conn->driver->end_snapshot(conn);
@@ -465,87 +687,9 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 		}
 	}
 	else
-	{
-		/* incremental */
-		RemoteQuery q = {0};
-		RemoteColumn *ccol = find_column(rt, cursor);
-		char	   *stage = apply_create_stage(rt->columns);
-		char	   *lower = cursor_lower_bound(st->cursor_value, cfg->lookback,
-											   ccol->local_type);
-		int64		inserted;
-		int64		revived = 0;
-		int64		staged;
-		char	   *maxv;
-
-		res->mode = "incremental";
-		q.schema = cfg->schema;
-		q.table = rt;
-		q.columns = rt->columns;
-		q.cursor_column = cursor;
-		q.cursor_lower = lower;
-		staged = stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
-		q.cursor_lower = NULL;
-		q.cursor_is_null = true;
-		staged += stage_rows(res, conn, remote_select_sql(conn->driver, &q), rt->columns, stage, NULL, pk);
-
-		/*
-		 * Rows inserted keep rows_total (live rows) exact without a scan;
-		 * with soft deletes, so do flagged rows that come back.
-		 */
-		if (soft)
-		{
-			StringInfoData sql;
-			ListCell   *lc;
-
-			initStringInfo(&sql);
-			appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s s JOIN %s t ON ",
-							 stage, target);
-			foreach(lc, pk)
-			{
-				const char *k = quote_identifier(lfirst(lc));
-
-				appendStringInfo(&sql, "t.%s OPERATOR(pg_catalog.=) s.%s AND ", k, k);
-			}
-			appendStringInfoString(&sql, "t._dbsync_deleted");
-			revived = strtoll(apply_query_value(sql.data), NULL, 10);
-		}
-		/* few changed rows next to a large table: probe, don't scan it */
-		res->rows_upserted = apply_upsert(target, stage, rt->columns, pk, soft,
-										  st->pk_override != NIL,
-										  staged * 20 < st->rows_total ?
-										  COMPARE_PROBE : COMPARE_JOIN,
-										  &inserted);
-		rows_total = st->rows_total + inserted + revived;
-		maxv = max_value(stage, cursor);
-		new_cursor = st->cursor_value;
-		if (maxv)
-		{
-			const char *args[2] = {st->cursor_value, maxv};
-
-			new_cursor = apply_query_value_args(psprintf("SELECT GREATEST($1::%s, $2::%s)::text",
-														 ccol->local_type, ccol->local_type),
-												2, args);
-			new_cursor = cap_inflight(conn, ccol, st->cursor_value, new_cursor);
-		}
-		apply_drop_stage(stage);
-		if (cfg->deletes != DELETES_IGNORE)
-			reconcile_deletes(cfg, conn, rt, pk, rows_total, res, &rows_total);
-	}
+		sync_incremental(&cx);
 
 	conn->driver->end_snapshot(conn);
-	if (drift_note)
-		res->message = res->message ? psprintf("%s; %s", res->message, drift_note) : drift_note;
-	if (res->rows_skipped > 0)
-	{
-		char	   *skip = psprintf(INT64_FORMAT " source row(s) could not be converted and were skipped (on_row_error 'skip'); see last_row_error_sample",
-								   res->rows_skipped);
-
-		res->message = res->message ? psprintf("%s; %s", res->message, skip) : skip;
-	}
-	catalog_save_success(cfg->server_name, rt->name, rt, cursor, new_cursor,
-						 NIL, rows_total, res->mode,
-						 res->run_upserted + res->rows_upserted,
-						 res->run_deleted + res->rows_deleted, res->row_sample);
+	finish_table(&cx, drift_note);
 	guard_end(nest);
-	res->status = "ok";
 }
