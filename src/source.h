@@ -85,14 +85,16 @@ typedef struct SourceDriver
 
 	/*
 	 * Read, before begin_snapshot(), the source's clock (*now, timestamptz
-	 * text in UTC) and then the start of its oldest open transaction other
-	 * than ours (*oldest, NULL when none, or when the driver cannot see
-	 * them).  No row the snapshot misses carries a cursor value below
-	 * either: rows of transactions still open commit later with values from
-	 * about their start, and transactions that start later stamp later
-	 * values.  The stored cursor never passes them.
+	 * text in UTC; *offset, the interval its default time zone is ahead of
+	 * UTC now, for cursors without a zone) and then the start of its
+	 * oldest open transaction other than ours (*oldest, NULL when none, or
+	 * when the driver cannot see them).  No row the snapshot misses carries
+	 * a cursor value below either: rows of transactions still open commit
+	 * later with values from about their start, and transactions that
+	 * start later stamp later values.  The stored cursor never passes them.
 	 */
-	void		(*read_clock) (SourceConn *conn, char **now, char **oldest);
+	void		(*read_clock) (SourceConn *conn, char **now, char **offset,
+							   char **oldest);
 } SourceDriver;
 
 /* in source.c */

@@ -1187,11 +1187,23 @@ my_query_value(SourceConn *conn, const char *sql)
  * lists the transactions of every node in CLUSTER_TIDB_TRX.
  */
 static void
-my_read_clock(SourceConn *conn, char **now, char **oldest)
+my_read_clock(SourceConn *conn, char **now, char **offset, char **oldest)
 {
 	MyConn	   *c = (MyConn *) conn;
+	char	   *v = my_query_value_internal(c,
+											"SELECT CONCAT(DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00'), '|', "
+											"COALESCE(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), "
+											"CONVERT_TZ(UTC_TIMESTAMP(6), '+00:00', @@global.time_zone)), 0), "
+											"' microseconds')");
+	char	   *bar = v ? strchr(v, '|') : NULL;
 
-	*now = my_query_value_internal(c, "SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00')");
+	*now = v;
+	*offset = NULL;
+	if (bar)
+	{
+		*bar = '\0';
+		*offset = bar + 1;
+	}
 	*oldest = my_query_value_internal(c, c->is_tidb ?
 									  "SELECT DATE_FORMAT(MIN(START_TIME), '%Y-%m-%d %H:%i:%s.%f+00') "
 									  "FROM information_schema.CLUSTER_TIDB_TRX "

@@ -244,20 +244,19 @@ is_timestamptz(const char *type)
 }
 
 /*
- * The highest value the stored cursor may take (NULL: no limit), from the
+ * The highest value the stored cursor may take (NULL: no limit): the
  * source's clock and the start of its oldest open transaction, both read
- * before the snapshot (SourceDriver.read_clock).  A time zone-less cursor
- * (timestamp, date) holds the source's wall clock in a zone we do not know:
- * its limit is the clock 14 hours ahead (the largest UTC offset), and open
- * transactions are left to lookback.  Rows stamped beyond the limit (in
- * the future, or by a transaction still open) are read again by every run
- * until the stored cursor may pass them.
+ * before the snapshot (SourceDriver.read_clock).  A cursor without a time
+ * zone (timestamp, date) holds wall-clock values: it is compared with the
+ * source's wall clock in its default time zone.  Rows stamped beyond the
+ * limit (in the future, or by a transaction still open) are read again by
+ * every run until the stored cursor may pass them.
  */
 static char *
-cursor_ceiling(const char *type, const char *now, const char *oldest,
-			   bool with_open_xacts)
+cursor_ceiling(const char *type, const char *now, const char *offset,
+			   const char *oldest)
 {
-	const char *args[2] = {now, with_open_xacts ? oldest : NULL};
+	const char *args[3] = {now, oldest, offset ? offset : "0"};
 
 	if (now == NULL)
 		return NULL;
@@ -266,9 +265,10 @@ cursor_ceiling(const char *type, const char *now, const char *oldest,
 									  "$2::pg_catalog.timestamptz)::pg_catalog.text",
 									  2, args);
 	if (strncmp(type, "timestamp", 9) == 0 || strcmp(type, "date") == 0)
-		return apply_query_value_args(psprintf("SELECT (($1::pg_catalog.timestamptz "
-											   "AT TIME ZONE 'UTC') + interval '14 hours')::%s::pg_catalog.text",
-											   type), 1, args);
+		return apply_query_value_args(psprintf("SELECT (pg_catalog.timezone('UTC', "
+											   "LEAST($1::pg_catalog.timestamptz, $2::pg_catalog.timestamptz)) "
+											   "OPERATOR(pg_catalog.+) $3::pg_catalog.interval)::%s::pg_catalog.text",
+											   type), 3, args);
 	return NULL;
 }
 
@@ -581,12 +581,12 @@ state_outdated(SyncCtx *cx, bool reshaped)
 
 	if (st->cursor_value == NULL && st->resume_key == NIL)
 		return NULL;
-	if (reshaped)
-		return "the local key or a column type changed to follow the source: table read again in full";
 	if (st->last_pk != NIL && !equal_names(st->last_pk, cx->pk))
 		return "primary key changed: table read again in full";
 	if (st->last_cursor && (cx->cursor == NULL || strcmp(st->last_cursor, cx->cursor) != 0))
 		return "cursor column changed: table read again in full";
+	if (reshaped)
+		return "the local key or a column type changed to follow the source: table read again in full";
 	return NULL;
 }
 
@@ -609,6 +609,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	bool		reshaped;
 	const char *outdated;
 	char	   *now = NULL;
+	char	   *offset = NULL;
 	char	   *oldest = NULL;
 
 	res->rows_upserted = 0;
@@ -662,9 +663,9 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	/* the source's clock and open transactions, before the snapshot */
 	if (cx.ccol && conn->driver->read_clock)
 	{
-		conn->driver->read_clock(conn, &now, &oldest);
-		cx.ceiling = cursor_ceiling(cx.ccol->local_type, now, oldest, true);
-		cx.clock_ceiling = cursor_ceiling(cx.ccol->local_type, now, NULL, false);
+		conn->driver->read_clock(conn, &now, &offset, &oldest);
+		cx.ceiling = cursor_ceiling(cx.ccol->local_type, now, offset, oldest);
+		cx.clock_ceiling = cursor_ceiling(cx.ccol->local_type, now, offset, NULL);
 	}
 	conn->driver->begin_snapshot(conn);
 

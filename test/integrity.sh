@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Integrity at the edges (DESIGN.md guarantee 12, issue 8), on both drivers where it
+# applies.  Every case ends with the warehouse compared row by row with the source.
+#
+#   1  primary key changed at the source: the table is re-read, never emptied
+#   2  a cursor value in 2099: the stored cursor stays at the source's clock and
+#      later changes still arrive
+#   3  a table without key honours deletes 'ignore' and 'soft'
+#   4  timestamp -> timestamptz at a New York source: values re-read, not cast
+#   5  a transaction that commits after newer rows were synced (beyond lookback)
+set -uo pipefail
+source "$(dirname "$0")/lib/fault_common.sh"
+
+use_wh_db integrity
+
+# canonical text of a table's rows: one line per row, columns joined by |
+pg_rows() {   # TABLE COLUMNS
+    src_psql -At -c "SET timezone = 'UTC'; SELECT concat_ws('|', $2) FROM integ.$1 ORDER BY 1"
+}
+my_rows() {   # TABLE COLUMNS
+    my_sql -N -e "SET time_zone = '+00:00'; SELECT concat_ws('|', $2) FROM integ_my.$1 ORDER BY 1"
+}
+wh_rows() {   # SCHEMA.TABLE COLUMNS [WHERE]
+    wh_psql -At -c "SET timezone = 'UTC'; SELECT concat_ws('|', $2) FROM $1 ${3:-} ORDER BY 1"
+}
+# same NAME SRC_ROWS WH_ROWS
+same() {
+    if [[ "$2" == "$3" ]]; then ok "$1 ($(wc -l <<<"$2") rows identical)"
+    else
+        not_ok "$1"
+        diff <(echo "$2") <(echo "$3") | head -n 10 | sed 's/^/# /'
+    fi
+}
+run() { wh_psql -At -c "SELECT status || coalesce(': ' || message, '') FROM dbsync_run('$1', '$2')"; }
+
+src_psql -q <<'SQL' >/dev/null || { not_ok "PostgreSQL source setup"; exit 1; }
+DROP SCHEMA IF EXISTS integ CASCADE;
+CREATE SCHEMA integ;
+CREATE TABLE integ.rekey (id int PRIMARY KEY, region text NOT NULL DEFAULT 'eu', v text,
+    updated_at timestamptz NOT NULL);
+INSERT INTO integ.rekey SELECT g, 'eu', 'v' || g, now() - interval '1 day' + g * interval '1 s'
+  FROM generate_series(1, 2000) g;
+CREATE TABLE integ.future (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
+INSERT INTO integ.future SELECT g, 'v' || g, now() - interval '1 day' + g * interval '1 s'
+  FROM generate_series(1, 100) g;
+CREATE TABLE integ.nokey_ign (k int, v text);
+CREATE TABLE integ.nokey_soft (k int, v text);
+INSERT INTO integ.nokey_ign VALUES (1, 'a'), (2, 'b'), (2, 'b'), (3, 'c');
+INSERT INTO integ.nokey_soft VALUES (1, 'a'), (2, 'b'), (2, 'b'), (3, 'c');
+CREATE TABLE integ.retype (id int PRIMARY KEY, ts timestamp, updated_at timestamptz NOT NULL);
+INSERT INTO integ.retype SELECT g, timestamp '2024-03-10 01:00' + g * interval '17 minutes',
+    now() - interval '1 day' + g * interval '1 s' FROM generate_series(1, 11) g;
+CREATE TABLE integ.late (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT now());
+SQL
+my_root_sql -e "DROP DATABASE IF EXISTS integ_my; CREATE DATABASE integ_my CHARACTER SET utf8mb4;
+    GRANT ALL ON integ_my.* TO '$SRC_USER'@'127.0.0.1', '$SRC_USER'@'localhost';" >/dev/null &&
+my_sql -e "CREATE TABLE integ_my.rekey (id int PRIMARY KEY, region varchar(8) NOT NULL DEFAULT 'eu', v text,
+        updated_at timestamp(6) NOT NULL);
+    INSERT INTO integ_my.rekey SELECT seq, 'eu', concat('v', seq), now() - interval 1 day + interval seq second FROM seq_1_to_2000;
+    CREATE TABLE integ_my.future (id int PRIMARY KEY, v text, updated_at datetime(6) NOT NULL);
+    INSERT INTO integ_my.future SELECT seq, concat('v', seq), now() - interval 1 day + interval seq second FROM seq_1_to_100;
+    CREATE TABLE integ_my.nokey_ign (k int, v text);
+    CREATE TABLE integ_my.nokey_soft (k int, v text);
+    INSERT INTO integ_my.nokey_ign VALUES (1, 'a'), (2, 'b'), (2, 'b'), (3, 'c');
+    INSERT INTO integ_my.nokey_soft VALUES (1, 'a'), (2, 'b'), (2, 'b'), (3, 'c');
+    CREATE TABLE integ_my.late (id int PRIMARY KEY, v text, updated_at timestamp(6) NOT NULL DEFAULT current_timestamp(6));" \
+    >/dev/null || { not_ok "MariaDB source setup"; exit 1; }
+
+wh_psql -q <<SQL >/dev/null
+CREATE SERVER ipg FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
+    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'integ', lookback '1 second');
+CREATE USER MAPPING FOR postgres SERVER ipg OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
+CREATE SERVER imy FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'mysql', host '127.0.0.1',
+    port '$SRC_MY_PORT', dbname 'integ_my', lookback '1 second');
+CREATE USER MAPPING FOR postgres SERVER imy OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
+SQL
+wh_psql -q -c "SELECT count(*) FROM dbsync_run('ipg')" -c "SELECT count(*) FROM dbsync_run('imy')" >/dev/null
+wh_psql -q -c "ALTER SERVER ipg OPTIONS (ADD tables 'rekey,future,retype,late')" >/dev/null
+
+# ---------------------------------------------------------------- 1: key changed
+src_psql -q -c "ALTER TABLE integ.rekey DROP CONSTRAINT rekey_pkey, ADD PRIMARY KEY (id, region);
+    INSERT INTO integ.rekey VALUES (1, 'us', 'us one', now() - interval '2 days')" >/dev/null
+msg=$(run ipg rekey)
+check "1 pg: key change reported ($msg)" grep -q "primary key changed" <<<"$msg"
+same "1 pg: rows after the key change" "$(pg_rows rekey "id, region, v")" "$(wh_rows ipg.rekey "id, region, v")"
+check "1 pg: local key is (id, region)" [ "$(wh_val "SELECT string_agg(a.attname, ',' ORDER BY array_position(i.indkey, a.attnum))
+    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+    WHERE i.indrelid = 'ipg.rekey'::regclass AND i.indisprimary")" = "id,region" ]
+src_psql -q -c "UPDATE integ.rekey SET v = 'later', updated_at = now() WHERE id = 7" >/dev/null
+run ipg rekey >/dev/null
+same "1 pg: the next incremental run" "$(pg_rows rekey "id, region, v")" "$(wh_rows ipg.rekey "id, region, v")"
+
+my_sql -e "ALTER TABLE integ_my.rekey DROP PRIMARY KEY, ADD PRIMARY KEY (id, region);
+    INSERT INTO integ_my.rekey VALUES (1, 'us', 'us one', now() - interval 2 day)" >/dev/null
+msg=$(run imy rekey)
+check "1 mysql: key change reported ($msg)" grep -q "primary key changed" <<<"$msg"
+same "1 mysql: rows after the key change" "$(my_rows rekey "id, region, v")" "$(wh_rows imy.rekey "id, region, v")"
+
+# ---------------------------------------------------------------- 2: cursor in 2099
+src_psql -q -c "UPDATE integ.future SET v = 'far', updated_at = '2099-01-01' WHERE id = 1" >/dev/null
+msg=$(run ipg future)
+check "2 pg: the run says the cursor is held ($msg)" grep -q "ahead of the source's clock" <<<"$msg"
+check "2 pg: stored cursor is not in 2099" [ "$(wh_val "SELECT cursor_value::timestamptz < now() + interval '1 hour' FROM dbsync.status WHERE server = 'ipg' AND table_name = 'future'")" = t ]
+src_psql -q -c "UPDATE integ.future SET v = 'after', updated_at = now() WHERE id = 2" >/dev/null
+run ipg future >/dev/null
+same "2 pg: a later change arrives" "$(pg_rows future "id, v")" "$(wh_rows ipg.future "id, v")"
+
+my_sql -e "UPDATE integ_my.future SET v = 'far', updated_at = '2099-01-01' WHERE id = 1" >/dev/null
+run imy future >/dev/null
+check "2 mysql: stored cursor (datetime) is not in 2099" [ "$(wh_val "SELECT cursor_value::timestamp < now() AT TIME ZONE 'UTC' + interval '6 hours' FROM dbsync.status WHERE server = 'imy' AND table_name = 'future'")" = t ]
+# DATETIME holds the wall clock of the writer's zone: here the server's default (+05:30)
+my_sql -e "UPDATE integ_my.future SET v = 'after', updated_at = now(6) WHERE id = 2" >/dev/null
+run imy future >/dev/null
+same "2 mysql: a later change arrives" "$(my_rows future "id, v")" "$(wh_rows imy.future "id, v")"
+
+# ---------------------------------------------------------------- 3: PK-less deletes
+wh_psql -q -c "ALTER SERVER ipg OPTIONS (SET tables 'nokey_ign', ADD deletes 'ignore');
+    ALTER SERVER imy OPTIONS (ADD deletes 'ignore')" >/dev/null
+src_psql -q -c "DELETE FROM integ.nokey_ign WHERE k = 3; INSERT INTO integ.nokey_ign VALUES (4, 'd')" >/dev/null
+my_sql -e "DELETE FROM integ_my.nokey_ign WHERE k = 3; INSERT INTO integ_my.nokey_ign VALUES (4, 'd')" >/dev/null
+run ipg nokey_ign >/dev/null; run imy nokey_ign >/dev/null
+want=$'1|a\n2|b\n2|b\n3|c\n4|d'
+same "3 pg: deletes 'ignore' keeps the deleted row, adds the new one" "$want" "$(wh_rows ipg.nokey_ign "k, v")"
+same "3 mysql: deletes 'ignore' keeps the deleted row, adds the new one" "$want" "$(wh_rows imy.nokey_ign "k, v")"
+wh_psql -q -c "ALTER SERVER ipg OPTIONS (SET tables 'nokey_soft', SET deletes 'soft');
+    ALTER SERVER imy OPTIONS (SET deletes 'soft')" >/dev/null
+run ipg nokey_soft >/dev/null; run imy nokey_soft >/dev/null
+src_psql -q -c "DELETE FROM integ.nokey_soft WHERE k = 2 AND ctid = (SELECT min(ctid) FROM integ.nokey_soft WHERE k = 2)" >/dev/null
+my_sql -e "DELETE FROM integ_my.nokey_soft WHERE k = 2 LIMIT 1" >/dev/null
+run ipg nokey_soft >/dev/null; run imy nokey_soft >/dev/null
+want=$'1|a|f\n2|b|f\n2|b|t\n3|c|f'
+same "3 pg: deletes 'soft' flags one of the two copies" "$want" "$(wh_rows ipg.nokey_soft "k, v, _dbsync_deleted")"
+same "3 mysql: deletes 'soft' flags one of the two copies" "$want" "$(wh_rows imy.nokey_soft "k, v, _dbsync_deleted")"
+wh_psql -q -c "ALTER SERVER ipg OPTIONS (SET tables 'rekey,future,retype,late', DROP deletes);
+    ALTER SERVER imy OPTIONS (DROP deletes)" >/dev/null
+
+# ---------------------------------------------------------------- 4: type change
+# the source runs in America/New_York: its cast reads the wall clock there
+src_psql -q -c "ALTER TABLE integ.retype ALTER COLUMN ts TYPE timestamptz" >/dev/null
+msg=$(run ipg retype)
+check "4 pg: the type change re-reads the table ($msg)" grep -q "read again in full" <<<"$msg"
+same "4 pg: instants after timestamp -> timestamptz" "$(pg_rows retype "id, ts")" "$(wh_rows ipg.retype "id, ts")"
+
+# ---------------------------------------------------------------- 5: late commit
+# lookback is 1 second; the slow transaction stamps its row, newer rows commit
+# and are synced, then it commits 6 seconds later
+late_case() {   # KIND
+    local kind=$1 srv slow quick srcrows
+    if [[ $kind == pg ]]; then
+        srv=ipg
+        (src_psql -q -c "BEGIN" -c "INSERT INTO integ.late VALUES (1, 'slow', now())" -c "SELECT pg_sleep(6)" -c "COMMIT" >/dev/null &)
+        sleep 2
+        src_psql -q -c "INSERT INTO integ.late VALUES (2, 'quick', now())" >/dev/null
+    else
+        srv=imy
+        (my_sql -e "START TRANSACTION; INSERT INTO integ_my.late VALUES (1, 'slow', current_timestamp(6)); SELECT SLEEP(6); COMMIT;" >/dev/null &)
+        sleep 2
+        my_sql -e "INSERT INTO integ_my.late VALUES (2, 'quick', current_timestamp(6))" >/dev/null
+    fi
+    sleep 1.5
+    run $srv late >/dev/null
+    check "5 $kind: the quick row arrived first" [ "$(wh_val "SELECT string_agg(v, ',' ORDER BY id) FROM $srv.late")" = quick ]
+    sleep 5
+    run $srv late >/dev/null
+    if [[ $kind == pg ]]; then srcrows=$(pg_rows late "id, v"); else srcrows=$(my_rows late "id, v"); fi
+    same "5 $kind: the late transaction's row arrived too" "$srcrows" "$(wh_rows $srv.late "id, v")"
+}
+late_case pg
+late_case mysql
+
+echo "1..$T_N"
+exit $((T_FAILED > 0))
