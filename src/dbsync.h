@@ -102,6 +102,9 @@ typedef struct RemoteColumn
 								 * typemap_resolve() to one that exists */
 	char	   *fallback_type;	/* used when local_type does not exist */
 	int			pk_position;	/* 1-based position in the primary key, 0 */
+	int			key_index;		/* 1-based position in the key in force
+								 * (override or discovered), 0: not a key
+								 * column; set by the engine per sync */
 	ValueKind	kind;
 	int			dims;			/* vector dimensions, 0 = unknown */
 	bool		local_is_vector;	/* resolved to pgvector's vector */

@@ -319,3 +319,27 @@ mysql_append_value(StringInfo out, StringInfo scratch, const MyColumn *mc,
 	}
 	return NULL;
 }
+
+void
+mysql_key_source_form(StringInfo out, const MyColumn *mc, const char *v,
+					  unsigned long len)
+{
+	unsigned long i;
+
+	resetStringInfo(out);
+	if (mc->kind == VK_BINARY)
+	{
+		for (i = 0; i < len; i++)
+			appendStringInfo(out, "%02x", (unsigned char) v[i]);
+	}
+	else if (mc->kind == VK_BIT1 || mc->kind == VK_BITS)
+	{
+		uint64		n = 0;
+
+		for (i = 0; i < len; i++)
+			n = (n << 8) | (unsigned char) v[i];
+		appendStringInfo(out, UINT64_FORMAT, n);
+	}
+	else
+		appendBinaryStringInfo(out, v, (int) len);
+}

@@ -22,7 +22,16 @@ typedef struct MyColumn
 	bool		vec_lenient;	/* a bad vector is passed on as text */
 	bool		vec_binary;		/* float32 little endian (MySQL 9, MariaDB
 								 * 11.7) */
+	int			key_index;		/* 1-based position in the key, 0 = none */
 } MyColumn;
+
+/*
+ * The source form of a key value v (len bytes), as a resumed load compares
+ * it at the source: bytes as hex digits, bits as an unsigned number, any
+ * other value as sent (tinyint(1) as its number, an ENUM as its label).
+ */
+extern void mysql_key_source_form(StringInfo out, const MyColumn *mc,
+								  const char *v, unsigned long len);
 
 /*
  * Append the non-NULL value v (len bytes, as the source sent it) of column

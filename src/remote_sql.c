@@ -37,27 +37,41 @@ append_table(StringInfo sql, const SourceDriver *drv, const char *schema,
 					 drv->quote_ident(table));
 }
 
+/* A key column as the source orders and compares it. */
+static char *
+key_expr(const SourceDriver *drv, RemoteTable *rt, const char *name)
+{
+	RemoteColumn *col = find_column(rt, name);
+
+	if (drv->key_expr && col)
+		return drv->key_expr(col);
+	return drv->quote_ident(name);
+}
+
 /* (k1, k2) > (v1, v2): rows after the resume key, in key order. */
 static void
-append_after_key(StringInfo sql, const SourceDriver *drv, List *pk,
-				 List *values)
+append_after_key(StringInfo sql, const SourceDriver *drv, RemoteTable *rt,
+				 List *pk, List *values)
 {
 	ListCell   *lc;
+	ListCell   *lv;
 	bool		first = true;
 
 	appendStringInfoChar(sql, '(');
 	foreach(lc, pk)
 	{
-		appendStringInfo(sql, "%s%s", first ? "" : ", ",
-						 drv->quote_ident(lfirst(lc)));
+		appendStringInfo(sql, "%s%s", first ? "" : ", ", key_expr(drv, rt, lfirst(lc)));
 		first = false;
 	}
 	appendStringInfoString(sql, ") > (");
 	first = true;
-	foreach(lc, values)
+	forboth(lc, pk, lv, values)
 	{
+		RemoteColumn *col = find_column(rt, lfirst(lc));
+
 		appendStringInfo(sql, "%s%s", first ? "" : ", ",
-						 drv->quote_literal(lfirst(lc)));
+						 drv->key_literal && col ? drv->key_literal(col, lfirst(lv)) :
+						 drv->quote_literal(lfirst(lv)));
 		first = false;
 	}
 	appendStringInfoChar(sql, ')');
@@ -105,7 +119,7 @@ remote_select_sql(const SourceDriver *drv, RemoteQuery *q)
 	if (q->after_key != NIL)
 	{
 		appendStringInfoString(&sql, conj);
-		append_after_key(&sql, drv, q->pk, q->after_key);
+		append_after_key(&sql, drv, q->table, q->pk, q->after_key);
 	}
 	if (q->pk != NIL)
 	{
@@ -114,7 +128,7 @@ remote_select_sql(const SourceDriver *drv, RemoteQuery *q)
 		foreach(lc, q->pk)
 		{
 			appendStringInfo(&sql, "%s%s", first ? "" : ", ",
-							 drv->quote_ident(lfirst(lc)));
+							 key_expr(drv, q->table, lfirst(lc)));
 			first = false;
 		}
 	}

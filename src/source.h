@@ -84,6 +84,19 @@ typedef struct SourceDriver
 	bool		(*stream_next) (SourceConn *conn, const char **data, int *len);
 
 	/*
+	 * Optional, for keyset pagination in the source's own terms (resumable
+	 * initial loads): the expression a key column is ordered and compared
+	 * by, the literal of a key value as last_key() gave it, and the key of
+	 * the last row streamed (columns with key_index > 0, in key order), as
+	 * the source holds it rather than as converted for PostgreSQL (bytes,
+	 * bits, booleans held as numbers, ENUMs ...).  Without them the engine
+	 * takes the key from the COPY text and quotes it with quote_literal().
+	 */
+	char	   *(*key_expr) (RemoteColumn *col);
+	char	   *(*key_literal) (RemoteColumn *col, const char *value);
+	List	   *(*last_key) (SourceConn *conn);
+
+	/*
 	 * Read, before begin_snapshot(), the source's clock (*now, timestamptz
 	 * text in UTC; *offset, the interval its default time zone is ahead of
 	 * UTC now, for cursors without a zone) and then the start of its

@@ -103,6 +103,9 @@ typedef struct MyConn
 	char	   *bad_reason;
 	StringInfoData chunk;		/* COPY text handed to the engine */
 	StringInfoData scratch;		/* one value being built */
+	int			nkeys;			/* key columns of the stream */
+	StringInfoData *keys;		/* the last row's key, source form, in key
+								 * order */
 } MyConn;
 
 static void my_close(SourceConn *conn, bool cancel_running);
@@ -864,6 +867,47 @@ my_quote_literal(const char *value)
 	return buf.data;
 }
 
+/* ENUM and SET keys order and compare by label (not by their index). */
+static char *
+my_key_expr(RemoteColumn *col)
+{
+	if (col->remote_type && (pg_strncasecmp(col->remote_type, "enum", 4) == 0 ||
+							 pg_strncasecmp(col->remote_type, "set", 3) == 0))
+		return psprintf("CAST(%s AS CHAR)", my_quote_ident(col->name));
+	return my_quote_ident(col->name);
+}
+
+static bool
+all_chars_in(const char *s, const char *set)
+{
+	return *s != '\0' && strspn(s, set) == strlen(s);
+}
+
+/* A key value from my_last_key() as a literal of the source's own type. */
+static char *
+my_key_literal(RemoteColumn *col, const char *value)
+{
+	if (col->kind == VK_BINARY && all_chars_in(value, "0123456789abcdef") &&
+		strlen(value) % 2 == 0)
+		return psprintf("X'%s'", value);
+	if ((col->kind == VK_BOOL || col->kind == VK_BIT1 || col->kind == VK_BITS) &&
+		all_chars_in(value, "0123456789"))
+		return pstrdup(value);
+	return my_quote_literal(value);
+}
+
+static List *
+my_last_key(SourceConn *conn)
+{
+	MyConn	   *c = (MyConn *) conn;
+	List	   *key = NIL;
+	int			i;
+
+	for (i = 0; i < c->nkeys; i++)
+		key = lappend(key, pnstrdup(c->keys[i].data, c->keys[i].len));
+	return key;
+}
+
 static char *
 my_column_expr(RemoteColumn *col)
 {
@@ -1275,6 +1319,14 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 	}
 	c->cols = MemoryContextAllocZero(c->cxt, sizeof(MyColumn) * Max(c->ncols, 1));
 	c->eof = false;
+	if (c->keys)
+	{
+		for (i = 0; i < c->nkeys; i++)
+			pfree(c->keys[i].data);
+		pfree(c->keys);
+		c->keys = NULL;
+	}
+	c->nkeys = 0;
 
 	my_real_query(c, select_sql);
 	if (my_use_result(c, select_sql) == NULL)
@@ -1297,6 +1349,8 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 
 		mc->name = MemoryContextStrdup(c->cxt, col->name);
 		mc->kind = col->kind;
+		mc->key_index = col->key_index;
+		c->nkeys = Max(c->nkeys, col->key_index);
 		mc->width = col->dims;
 		mc->as_utc = col->kind == VK_DATETIME && col->remote_type &&
 			pg_strncasecmp(col->remote_type, "timestamp", 9) == 0;
@@ -1322,6 +1376,15 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 		if (col->kind == VK_BITS && mc->width <= 0)
 			mc->width = 64;
 		i++;
+	}
+	if (c->nkeys > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(c->cxt);
+
+		c->keys = palloc(sizeof(StringInfoData) * c->nkeys);
+		for (i = 0; i < c->nkeys; i++)
+			initStringInfo(&c->keys[i]);
+		MemoryContextSwitchTo(old);
 	}
 }
 
@@ -1381,6 +1444,12 @@ my_stream_next(SourceConn *conn, const char **data, int *len)
 			break;
 		}
 		appendStringInfoChar(&c->chunk, '\n');
+		for (i = 0; c->nkeys > 0 && i < c->ncols; i++)
+		{
+			if (c->cols[i].key_index > 0 && row[i] != NULL)
+				mysql_key_source_form(&c->keys[c->cols[i].key_index - 1], &c->cols[i],
+									  row[i], lengths[i]);
+		}
 	}
 	if (c->eof)
 	{
@@ -1406,6 +1475,9 @@ const SourceDriver mysql_driver = {
 	.discover = my_discover,
 	.begin_snapshot = my_begin_snapshot,
 	.read_clock = my_read_clock,
+	.key_expr = my_key_expr,
+	.key_literal = my_key_literal,
+	.last_key = my_last_key,
 	.end_snapshot = my_end_snapshot,
 	.quote_ident = my_quote_ident,
 	.quote_literal = my_quote_literal,

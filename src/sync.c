@@ -381,6 +381,28 @@ finish_table(SyncCtx *cx, const char *drift_note)
 	res->status = "ok";
 }
 
+/* Number the columns of the key in force (RemoteColumn.key_index). */
+static void
+mark_key_columns(RemoteTable *rt, List *pk)
+{
+	ListCell   *lc;
+
+	foreach(lc, rt->columns)
+	{
+		RemoteColumn *col = lfirst(lc);
+		ListCell   *lk;
+		int			i = 0;
+
+		col->key_index = 0;
+		foreach(lk, pk)
+		{
+			i++;
+			if (strcmp(lfirst(lk), col->name) == 0)
+				col->key_index = i;
+		}
+	}
+}
+
 /*
  * Initial load of a cursor table, in primary-key order, batch_size rows at
  * a time, with a checkpoint (last key) after each batch.  The high-water
@@ -454,7 +476,8 @@ sync_initial(SyncCtx *cx, bool one_batch)
 			apply_drop_stage(stage);
 		}
 		if (n > 0)
-			key = key_of_row(rt, cx->pk, last.data);
+			key = conn->driver->last_key ? conn->driver->last_key(conn) :
+				key_of_row(rt, cx->pk, last.data);
 		if (!one_batch || n < (uint64) cfg->batch_size)
 			break;
 		catalog_save_checkpoint(cfg->server_name, rt->name, key, hw, direct, total,
@@ -639,6 +662,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	cx.ccol = cx.cursor ? find_column(rt, cx.cursor) : NULL;
 	cx.rows_total = st->rows_total;
 	rt->primary_key = cx.pk;
+	mark_key_columns(rt, cx.pk);
 	typemap_resolve(rt);
 	catalog_ensure(cfg->server_name, cfg->serverid, rt->name, cfg->target_schema);
 	catalog_save_flavor(cfg->server_name, rt->name, conn->flavor);
