@@ -17,6 +17,7 @@ OBJS = \
 	src/catalog.o \
 	src/apply.o \
 	src/sync.o \
+	src/deletes.o \
 	src/run.o \
 	src/admin.o \
 	src/subxact.o \

@@ -967,12 +967,13 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 }
 
 /*
- * Delete (or flag, when soft) target rows whose key is not in keystage.
+ * Delete (or flag, when soft) target rows whose key is not in keystage,
+ * among the target rows (alias t) that match filter, when not NULL.
  * Returns the number of rows deleted or flagged.
  */
 int64
 apply_delete_missing(const char *target, const char *keystage, List *pk,
-					 bool soft)
+					 bool soft, const char *filter)
 {
 	StringInfoData sql;
 
@@ -983,6 +984,8 @@ apply_delete_missing(const char *target, const char *keystage, List *pk,
 						 "WHERE NOT t._dbsync_deleted AND ", target);
 	else
 		appendStringInfo(&sql, "DELETE FROM %s t WHERE ", target);
+	if (filter)
+		appendStringInfo(&sql, "%s AND ", filter);
 	appendStringInfo(&sql, "NOT EXISTS (SELECT 1 FROM %s s WHERE ", keystage);
 	append_key_match(&sql, pk, "s", "t");
 	appendStringInfoChar(&sql, ')');

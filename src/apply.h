@@ -38,7 +38,7 @@ extern int64 apply_upsert(const char *target, const char *stage, List *columns,
 						  List *pk, bool soft, bool dedupe, CompareMode how,
 						  int64 *inserted);
 extern int64 apply_delete_missing(const char *target, const char *keystage,
-								  List *pk, bool soft);
+								  List *pk, bool soft, const char *filter);
 extern void apply_mirror_multiset(const char *target, const char *stage,
 								  List *columns, DeletesMode deletes,
 								  int64 *inserted, int64 *deleted);

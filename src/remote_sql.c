@@ -138,17 +138,6 @@ remote_select_sql(const SourceDriver *drv, RemoteQuery *q)
 }
 
 char *
-remote_count_sql(const SourceDriver *drv, const char *schema, const char *table)
-{
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT count(*) FROM ");
-	append_table(&sql, drv, schema, table);
-	return sql.data;
-}
-
-char *
 remote_max_sql(const SourceDriver *drv, const char *schema, const char *table,
 			   const char *column)
 {
@@ -158,4 +147,57 @@ remote_max_sql(const SourceDriver *drv, const char *schema, const char *table,
 	appendStringInfo(&sql, "SELECT max(%s) FROM ", drv->quote_ident(column));
 	append_table(&sql, drv, schema, table);
 	return sql.data;
+}
+
+
+/* ------------------------------------------------------------------------
+ * Key texts and digests, PostgreSQL dialect (deletes.c)
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * The text of a key value of a local type, one form per type that both
+ * sides can produce: bytes as lower-case hex, booleans as 0/1, times to
+ * the microsecond in UTC, everything else as its text output (sessions
+ * are pinned: ISO dates, UTC, full float precision).
+ */
+char *
+key_text_local(const char *local_type, const char *expr)
+{
+	if (strcmp(local_type, "bytea") == 0)
+		return psprintf("pg_catalog.encode(%s, 'hex')", expr);
+	if (strcmp(local_type, "boolean") == 0)
+		return psprintf("(%s)::pg_catalog.int4::pg_catalog.text", expr);
+	if (strncmp(local_type, "timestamp", 9) == 0)
+		return psprintf("pg_catalog.to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US')", expr);
+	return psprintf("(%s)::pg_catalog.text", expr);
+}
+
+char *
+pg_key_concat(List *texts)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (list_length(texts) == 1)
+		return linitial(texts);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "pg_catalog.concat_ws(pg_catalog.chr(1)");
+	foreach(lc, texts)
+		appendStringInfo(&buf, ", %s", (char *) lfirst(lc));
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+char *
+pg_key_digest(const char *text)
+{
+	return psprintf("('x' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.md5(%s), 1, 15))"
+					"::pg_catalog.bit(60)::pg_catalog.int8", text);
+}
+
+char *
+pg_key_bucket(const char *text)
+{
+	return psprintf("pg_catalog.substr(pg_catalog.md5(%s), 1, 2)", text);
 }

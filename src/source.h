@@ -97,6 +97,17 @@ typedef struct SourceDriver
 	List	   *(*last_key) (SourceConn *conn);
 
 	/*
+	 * Exact delete detection (deletes.c): a key column's text as the engine
+	 * renders the local value (key_text_local()), or NULL when the source
+	 * cannot render it the same way; key texts joined; the 60-bit md5
+	 * digest of a key text as an integer; its bucket (two hex digits).
+	 */
+	char	   *(*key_text) (RemoteColumn *col);
+	char	   *(*key_concat) (List *texts);
+	char	   *(*key_digest) (const char *text);
+	char	   *(*key_bucket) (const char *text);
+
+	/*
 	 * Read, before begin_snapshot(), the source's clock (*now, timestamptz
 	 * text in UTC; *offset, the interval its default time zone is ahead of
 	 * UTC now, for cursors without a zone) and then the start of its
@@ -143,10 +154,20 @@ typedef struct RemoteQuery
 } RemoteQuery;
 
 extern char *remote_select_sql(const SourceDriver *drv, RemoteQuery *q);
-extern char *remote_count_sql(const SourceDriver *drv, const char *schema,
-							  const char *table);
 extern char *remote_max_sql(const SourceDriver *drv, const char *schema,
 							const char *table, const char *column);
 extern RemoteColumn *find_column(RemoteTable *rt, const char *name);
+
+/* in remote_sql.c: key texts and digests in PostgreSQL's dialect (local, and
+ * at PostgreSQL-family sources) */
+extern char *key_text_local(const char *local_type, const char *expr);
+extern char *pg_key_concat(List *texts);
+extern char *pg_key_digest(const char *text);
+extern char *pg_key_bucket(const char *text);
+
+/* in deletes.c */
+extern int64 deletes_reconcile(SourceConn *conn, SourceConfig *cfg,
+							   RemoteTable *rt, List *pk, const char *target,
+							   int64 *remote_rows);
 
 #endif							/* DBSYNC_SOURCE_H */

@@ -896,6 +896,70 @@ my_key_literal(RemoteColumn *col, const char *value)
 	return my_quote_literal(value);
 }
 
+/*
+ * A key column's text as key_text_local() renders the local value, or NULL
+ * for the kinds whose text differs (float, time, set, json, vectors,
+ * spatial): those tables read all keys for delete detection.
+ */
+static char *
+my_key_text(RemoteColumn *col)
+{
+	char	   *qi = my_quote_ident(col->name);
+	const char *local = col->local_type ? col->local_type : "";
+
+	switch (col->kind)
+	{
+		case VK_BINARY:
+			return psprintf("LOWER(HEX(%s))", qi);
+		case VK_BOOL:
+		case VK_BIT1:
+			return psprintf("CAST((%s <> 0) AS CHAR)", qi);
+		case VK_BITS:
+			return psprintf("LPAD(BIN(%s), %d, '0')", qi, col->dims > 0 ? col->dims : 64);
+		case VK_DATE:
+			return psprintf("CAST(%s AS CHAR)", qi);
+		case VK_DATETIME:
+			if (strncmp(local, "timestamp", 9) != 0)
+				return NULL;
+			return psprintf("DATE_FORMAT(%s, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')", qi);
+		case VK_PLAIN:
+			if (strcmp(local, "real") == 0 || strcmp(local, "double precision") == 0 ||
+				strncmp(local, "bit", 3) == 0)
+				return NULL;
+			return psprintf("CAST(%s AS CHAR)", qi);
+		default:
+			return NULL;
+	}
+}
+
+static char *
+my_key_concat(List *texts)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (list_length(texts) == 1)
+		return linitial(texts);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "CONCAT_WS(CHAR(1 USING utf8mb4)");
+	foreach(lc, texts)
+		appendStringInfo(&buf, ", %s", (char *) lfirst(lc));
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+static char *
+my_key_digest(const char *text)
+{
+	return psprintf("CAST(CONV(SUBSTR(MD5(%s), 1, 15), 16, 10) AS UNSIGNED)", text);
+}
+
+static char *
+my_key_bucket(const char *text)
+{
+	return psprintf("SUBSTR(MD5(%s), 1, 2)", text);
+}
+
 static List *
 my_last_key(SourceConn *conn)
 {
@@ -1478,6 +1542,10 @@ const SourceDriver mysql_driver = {
 	.key_expr = my_key_expr,
 	.key_literal = my_key_literal,
 	.last_key = my_last_key,
+	.key_text = my_key_text,
+	.key_concat = my_key_concat,
+	.key_digest = my_key_digest,
+	.key_bucket = my_key_bucket,
 	.end_snapshot = my_end_snapshot,
 	.quote_ident = my_quote_ident,
 	.quote_literal = my_quote_literal,

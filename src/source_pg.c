@@ -539,6 +539,19 @@ pg_read_clock(SourceConn *sconn, char **now, char **offset, char **oldest)
 							 "AND datname = pg_catalog.current_database()");
 }
 
+/*
+ * A key column renders as the local side renders it, when its local type is
+ * the remote one (a type kept locally after a change at the source: NULL,
+ * the engine then reads all keys).
+ */
+static char *
+pg_key_text(RemoteColumn *col)
+{
+	if (col->remote_type == NULL || strcmp(col->remote_type, col->local_type) != 0)
+		return NULL;
+	return key_text_local(col->local_type, pg_quote_ident(col->name));
+}
+
 const SourceDriver pg_driver = {
 	.name = "postgresql",
 	.connect = pg_connect,
@@ -553,4 +566,8 @@ const SourceDriver pg_driver = {
 	.stream_start = pg_stream_start,
 	.stream_next = pg_stream_next,
 	.read_clock = pg_read_clock,
+	.key_text = pg_key_text,
+	.key_concat = pg_key_concat,
+	.key_digest = pg_key_digest,
+	.key_bucket = pg_key_bucket,
 };

@@ -159,18 +159,6 @@ stage_rows(SyncResult *res, SourceConn *conn, const char *sql, List *columns,
 							  &res->rows_skipped, &res->row_sample);
 }
 
-/* Columns of rt that make up the key, as RemoteColumn *. */
-static List *
-key_columns(RemoteTable *rt, List *pk)
-{
-	List	   *cols = NIL;
-	ListCell   *lc;
-
-	foreach(lc, pk)
-		cols = lappend(cols, find_column(rt, lfirst(lc)));
-	return cols;
-}
-
 /*
  * Read the whole table into a stage; upsert; delete what is gone.  Returns
  * the stage, for the caller to read the cursor from and drop.
@@ -192,37 +180,28 @@ sync_full_with_key(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 									  COMPARE_JOIN, NULL);
 	if (cfg->deletes != DELETES_IGNORE)
 		res->rows_deleted = apply_delete_missing(target, stage, pk,
-												 cfg->deletes == DELETES_SOFT);
+												 cfg->deletes == DELETES_SOFT, NULL);
 	return stage;
 }
 
-/* Delete detection for a cursor table: counts first, keys only if needed. */
+/*
+ * Deletes of a cursor table, found exactly (deletes.c); then the live row
+ * count, and a note when the source has rows the table lacks.
+ */
 static void
 reconcile_deletes(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 				  List *pk, int64 local_rows, SyncResult *res, int64 *rows_total)
 {
-	char	   *remote = conn->driver->query_value(conn,
-												   remote_count_sql(conn->driver, cfg->schema, rt->name));
-	int64		remote_rows = remote ? strtoll(remote, NULL, 10) : 0;
-	bool		soft = cfg->deletes == DELETES_SOFT;
 	char	   *target = target_name(cfg, rt->name);
-	List	   *kcols;
-	char	   *keystage;
-	RemoteQuery q = {0};
+	bool		soft = cfg->deletes == DELETES_SOFT;
+	int64		remote_rows = 0;
+	int64		deleted;
 
 	*rows_total = local_rows;
-	if (remote_rows == local_rows)
-		return;
-
-	kcols = key_columns(rt, pk);
-	keystage = apply_create_stage(kcols);
-	q.schema = cfg->schema;
-	q.table = rt;
-	q.columns = kcols;
-	apply_copy(conn, remote_select_sql(conn->driver, &q), kcols, keystage, NULL);
-	res->rows_deleted = apply_delete_missing(target, keystage, pk, soft);
-	apply_drop_stage(keystage);
-	*rows_total = local_count(target, soft);
+	deleted = deletes_reconcile(conn, cfg, rt, pk, target, &remote_rows);
+	res->rows_deleted += deleted;
+	if (deleted > 0)
+		*rows_total = local_count(target, soft);
 	if (*rows_total < remote_rows)
 		res->message = psprintf("%lld source row(s) are not in the local table (skipped as unconvertible, or committed later than lookback allows); dbsync_resync() reloads the table",
 								(long long) (remote_rows - *rows_total));
@@ -292,8 +271,7 @@ cap_cursor(SyncCtx *cx, const char *old_value, const char *new_value)
 
 		ahead = apply_query_value_args(psprintf("SELECT $1::%s > $2::%s", t, t), 2, a2);
 		if (ahead && strcmp(ahead, "t") == 0)
-			cx->res->message = psprintf("cursor values ahead of the source's clock (up to %s): the stored cursor stays at the clock, and those rows are read again by every run until it passes them",
-										new_value);
+			cx->res->message = pstrdup("cursor values ahead of the source's clock: the stored cursor stays at the clock, and those rows are read again by every run until it passes them");
 	}
 	return apply_query_value_args(psprintf("SELECT LEAST(GREATEST($1::%s, $2::%s), $3::%s)::pg_catalog.text",
 										   t, t, t), 3, args);

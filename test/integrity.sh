@@ -8,6 +8,7 @@
 #   3  a table without key honours deletes 'ignore' and 'soft'
 #   4  timestamp -> timestamptz at a New York source: values re-read, not cast
 #   5  a transaction that commits after newer rows were synced (beyond lookback)
+#   7  deletes hidden by equal counts (an insert older than lookback + a delete)
 #   6  resumable loads keyed by BINARY(16), (tinyint(1), int), (ENUM, int), (BIT(8), int)
 #      and BIT(8) alone: checkpoints compare keys in the source's own terms
 set -uo pipefail
@@ -169,6 +170,16 @@ late_case() {   # KIND
 }
 late_case pg
 late_case mysql
+
+# ---------------------------------------------------------------- 7: equal counts
+src_psql -q -c "DELETE FROM integ.future WHERE id = 50; INSERT INTO integ.future VALUES (500, 'backdated', '2020-01-01')" >/dev/null
+my_sql -e "DELETE FROM integ_my.future WHERE id = 50; INSERT INTO integ_my.future VALUES (500, 'backdated', '2020-01-01')" >/dev/null
+msg=$(run ipg future)
+check "7 pg: the delete is found though counts match" [ "$(wh_val "SELECT count(*) FROM ipg.future WHERE id = 50")" = 0 ]
+check "7 pg: the missing backdated row is reported ($msg)" grep -q "1 source row(s) are not in the local table" <<<"$msg"
+msg=$(run imy future)
+check "7 mysql: the delete is found though counts match" [ "$(wh_val "SELECT count(*) FROM imy.future WHERE id = 50")" = 0 ]
+check "7 mysql: the missing backdated row is reported ($msg)" grep -q "1 source row(s) are not in the local table" <<<"$msg"
 
 # ---------------------------------------------------------------- 6: resume keys
 my_sql -e "CREATE TABLE integ_my.bin_key (k binary(16) PRIMARY KEY, v int, updated_at timestamp(6) NOT NULL);
