@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -39,6 +40,8 @@
 #include "utils/acl.h"
 #include "utils/rls.h"
 #include "catalog/pg_class.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 
 #include "apply.h"
 #include "source.h"
@@ -510,10 +513,76 @@ apply_create_stage(List *columns)
 	return name;
 }
 
+/* The index of a TOAST table (its only one). */
+static Oid
+toast_index_of(Oid toastrelid)
+{
+	Relation	toast = relation_open(toastrelid, NoLock);
+	List	   *indexes = RelationGetIndexList(toast);
+	Oid			idx = indexes != NIL ? linitial_oid(indexes) : InvalidOid;
+
+	relation_close(toast, NoLock);
+	return idx;
+}
+
+/* Give up every lock this backend holds on an object (see below). */
+static void
+release_object_locks(Oid classid, Oid objid)
+{
+	LOCKTAG		tag;
+	LOCKMODE	mode;
+
+	if (!OidIsValid(objid))
+		return;
+	if (classid == RelationRelationId)
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, objid);
+	else
+		SET_LOCKTAG_OBJECT(tag, MyDatabaseId, classid, objid, 0);
+	for (mode = AccessShareLock; mode <= AccessExclusiveLock; mode++)
+	{
+		while (LockHeldByMe(&tag, mode))
+		{
+			if (!LockRelease(&tag, mode, false))
+				break;
+		}
+	}
+}
+
+/*
+ * Drop a staging table, and give up the locks its life took (the table, its
+ * TOAST table and index, its row and array types).  A temporary table of
+ * this backend is never seen by another one, so holding them to the end of
+ * the transaction protects nothing, while a run over thousands of tables
+ * would pile them up until the lock table is full.  Locks taken in an outer
+ * (sub)transaction are left alone (LockRelease refuses them).
+ */
 void
 apply_drop_stage(const char *stage)
 {
+	Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(stage)),
+										 NoLock, true);
+	Oid			objs[5][2] = {{0}};
+
+	if (OidIsValid(relid) && get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
+	{
+		Relation	rel = relation_open(relid, NoLock);
+		Oid			toast = rel->rd_rel->reltoastrelid;
+
+		objs[0][0] = RelationRelationId;
+		objs[0][1] = relid;
+		objs[1][0] = RelationRelationId;
+		objs[1][1] = toast;
+		objs[2][0] = RelationRelationId;
+		objs[2][1] = OidIsValid(toast) ? toast_index_of(toast) : InvalidOid;
+		objs[3][0] = TypeRelationId;
+		objs[3][1] = rel->rd_rel->reltype;
+		objs[4][0] = TypeRelationId;
+		objs[4][1] = get_array_type(rel->rd_rel->reltype);
+		relation_close(rel, NoLock);
+	}
 	spi_exec(psprintf("DROP TABLE IF EXISTS %s", stage), SPI_OK_UTILITY);
+	for (int i = 0; i < 5; i++)
+		release_object_locks(objs[i][0], objs[i][1]);
 }
 
 /* Keep the last row of a chunk (chunks hold whole rows). */

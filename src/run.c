@@ -343,6 +343,8 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		subxact_begin(&sx);
 		PG_TRY();
 		{
+			/* what SPI allocates for this step goes with it (flat long runs) */
+			SPI_connect();
 			if (!try_lock_table(cfg->server_name, rt->name, false))
 			{
 				res.mode = NULL;
@@ -354,7 +356,10 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 				if (*conn == NULL)
 					*conn = source_connect(cfg);
 				sync_table(cfg, *conn, rt, out->commit_batches, &res);
+				if (res.message)
+					res.message = MemoryContextStrdup(sx.cxt, res.message);
 			}
+			SPI_finish();
 			subxact_commit(&sx);
 		}
 		PG_CATCH();

@@ -889,7 +889,7 @@ my_key_literal(RemoteColumn *col, const char *value)
 {
 	if (col->kind == VK_BINARY && all_chars_in(value, "0123456789abcdef") &&
 		strlen(value) % 2 == 0)
-		return psprintf("X'%s'", value);
+		return psprintf("X%s", my_quote_literal(value));
 	if ((col->kind == VK_BOOL || col->kind == VK_BIT1 || col->kind == VK_BITS) &&
 		all_chars_in(value, "0123456789"))
 		return pstrdup(value);

@@ -597,11 +597,35 @@ state_outdated(SyncCtx *cx, bool reshaped)
  * With one_batch, an initial load stops after a checkpoint (res->done =
  * false) for the caller to commit.
  */
+/*
+ * A working copy of a table's description: a sync sets its key and local
+ * types in memory that ends with the sync, the caller's stays as it was.
+ */
+static RemoteTable *
+copy_table(RemoteTable *rt)
+{
+	RemoteTable *copy = palloc(sizeof(RemoteTable));
+	ListCell   *lc;
+
+	*copy = *rt;
+	copy->columns = NIL;
+	foreach(lc, rt->columns)
+	{
+		RemoteColumn *col = palloc(sizeof(RemoteColumn));
+
+		*col = *(RemoteColumn *) lfirst(lc);
+		copy->columns = lappend(copy->columns, col);
+	}
+	copy->primary_key = list_copy(rt->primary_key);
+	return copy;
+}
+
 void
-sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
+sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		   bool one_batch, SyncResult *res)
 {
 	SyncCtx		cx = {0};
+	RemoteTable *rt = copy_table(orig);
 	TableState *st = catalog_load(cfg->server_name, rt->name);
 	List	   *added;
 	int			nest;
