@@ -210,14 +210,18 @@ emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 	tuplestore_putvalues(out->rsinfo->setResult, out->rsinfo->setDesc, values, nulls);
 }
 
-/* Errors that must stop the whole statement rather than one table. */
+/*
+ * Errors that must stop the whole statement rather than one table.  Out of
+ * memory is not one of them: the table's subtransaction gives back what it
+ * took (an "out of shared memory" for locks included), and the other
+ * tables go on.
+ */
 static bool
 is_fatal_interrupt(ErrorData *edata)
 {
 	return edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-		edata->sqlerrcode == ERRCODE_CRASH_SHUTDOWN ||
-		edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY;
+		edata->sqlerrcode == ERRCODE_CRASH_SHUTDOWN;
 }
 
 /* "message: detail (hint)" for dbsync.status and the run's result. */
@@ -457,11 +461,15 @@ run_table_batches(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 				  RemoteTable *rt, SyncResult *total, TimestampTz started,
 				  Oid run_as, int sec)
 {
-	while (!run_table_step(out, cfg, conn, rt, total, started))
+	bool		done;
+
+	/* a commit after every checkpoint, and after the table */
+	do
 	{
 		Oid			save_userid;
 		int			save_sec;
 
+		done = run_table_step(out, cfg, conn, rt, total, started);
 		GetUserIdAndSecContext(&save_userid, &save_sec);
 		SetUserIdAndSecContext(run_as, sec);
 		if (out->own_snapshot)
@@ -473,7 +481,7 @@ run_table_batches(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			PushActiveSnapshot(GetTransactionSnapshot());
 		SetUserIdAndSecContext(save_userid, save_sec);
 		CHECK_FOR_INTERRUPTS();
-	}
+	} while (!done);
 }
 
 /* Record a server-level failure (connect, discover) for its tables. */
