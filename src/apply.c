@@ -731,7 +731,8 @@ row_sample_json(ErrorData *edata, List *columns, List *pk, Datum *values,
 
 /*
  * Insert one row through plan in a subtransaction.  Returns NULL, or the
- * data error that made the row fail (other errors are thrown).
+ * error that made the row fail (cancel, shutdown and out of memory are
+ * thrown).
  */
 static ErrorData *
 stage_one_row(SPIPlanPtr plan, Datum *values, char *nulls)
@@ -748,8 +749,15 @@ stage_one_row(SPIPlanPtr plan, Datum *values, char *nulls)
 	}
 	PG_CATCH();
 	{
+		/*
+		 * Whatever fails for one row is that row's (a type's input function
+		 * may raise any code: PostGIS raises XX000), unless it stops the
+		 * statement.
+		 */
 		edata = subxact_abort(&sx);
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -789,6 +797,7 @@ apply_copy_careful(SourceConn *conn, const char *select_sql, List *columns,
 
 		*col = *(RemoteColumn *) lfirst(lc);
 		appendStringInfo(&sql, "%s$%d::%s", i ? ", " : "", i + 1, col->local_type);
+		col->cast_type = col->local_type;
 		col->local_type = "text";
 		textcols = lappend(textcols, col);
 		argtypes[i++] = TEXTOID;

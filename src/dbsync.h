@@ -101,6 +101,8 @@ typedef struct RemoteColumn
 	char	   *local_type;		/* candidate local type (SQL), resolved by
 								 * typemap_resolve() to one that exists */
 	char	   *fallback_type;	/* used when local_type does not exist */
+	char	   *cast_type;		/* staged as text, then cast to this (NULL:
+								 * staged in local_type) */
 	int			pk_position;	/* 1-based position in the primary key, 0 */
 	int			key_index;		/* 1-based position in the key in force
 								 * (override or discovered), 0: not a key

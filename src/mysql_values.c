@@ -196,8 +196,14 @@ build_set(StringInfo s, const char *v, unsigned long len)
 	appendStringInfoChar(s, '}');
 }
 
-/* SRID (4 bytes LE) + WKB -> EWKB hex, as PostGIS's geometry input takes */
-static void
+/* PostGIS keeps SRIDs up to this; it would change a larger one silently. */
+#define POSTGIS_MAX_SRID 999999
+
+/*
+ * SRID (4 bytes LE) + WKB -> EWKB hex, as PostGIS's geometry input takes.
+ * Returns why not (an SRID PostGIS would change), else NULL.
+ */
+static const char *
 append_ewkb(StringInfo out, const unsigned char *v, unsigned long len)
 {
 	uint32		srid;
@@ -208,15 +214,17 @@ append_ewkb(StringInfo out, const unsigned char *v, unsigned long len)
 	if (len < 9)
 	{
 		append_hex(out, v, len);	/* let PostGIS say what is wrong */
-		return;
+		return NULL;
 	}
 	srid = (uint32) v[0] | ((uint32) v[1] << 8) | ((uint32) v[2] << 16) |
 		((uint32) v[3] << 24);
 	le = v[4] == 1;
+	if (srid > POSTGIS_MAX_SRID)
+		return "PostGIS keeps SRIDs up to 999999 and would change this one; keep the column as bytea (drop PostGIS's geometry type from the warehouse or the column from the table) or fix the SRID at the source.";
 	if (srid == 0)
 	{
 		append_hex(out, v + 4, len - 4);
-		return;
+		return NULL;
 	}
 	type = le ? ((uint32) v[5] | ((uint32) v[6] << 8) | ((uint32) v[7] << 16) | ((uint32) v[8] << 24)) :
 		((uint32) v[8] | ((uint32) v[7] << 8) | ((uint32) v[6] << 16) | ((uint32) v[5] << 24));
@@ -229,6 +237,7 @@ append_ewkb(StringInfo out, const unsigned char *v, unsigned long len)
 	}
 	append_hex(out, hdr, 9);
 	append_hex(out, v + 9, len - 9);
+	return NULL;
 }
 
 const char *
@@ -279,7 +288,24 @@ mysql_append_value(StringInfo out, StringInfo scratch, const MyColumn *mc,
 			break;
 		case VK_SPATIAL:
 			if (mc->geometry)
-				append_ewkb(out, (const unsigned char *) v, len);
+			{
+				int			start = out->len;
+				const char *why = append_ewkb(out, (const unsigned char *) v, len);
+
+				if (why && mc->lenient)
+				{
+					/* a text that the cast to geometry rejects: only this row fails */
+					out->len = start;
+					out->data[start] = '\0';
+					appendStringInfo(out, "SRID %u beyond PostGIS's 999999",
+									 (uint32) (unsigned char) v[0] |
+									 ((uint32) (unsigned char) v[1] << 8) |
+									 ((uint32) (unsigned char) v[2] << 16) |
+									 ((uint32) (unsigned char) v[3] << 24));
+					why = NULL;
+				}
+				return why;
+			}
 			else
 			{
 				appendStringInfoString(out, "\\\\x");
@@ -307,7 +333,7 @@ mysql_append_value(StringInfo out, StringInfo scratch, const MyColumn *mc,
 				int			start = out->len;
 				const char *why = append_vector(out, mc, v, len);
 
-				if (why && mc->vec_lenient)
+				if (why && mc->lenient)
 				{
 					out->len = start;
 					out->data[start] = '\0';

@@ -19,7 +19,9 @@ typedef struct MyColumn
 	bool		as_utc;			/* TIMESTAMP: the text is UTC, say so */
 	bool		geometry;		/* VK_SPATIAL to PostGIS (EWKB), else bytea */
 	char		vec_open;		/* '[' pgvector, '{' real[] */
-	bool		vec_lenient;	/* a bad vector is passed on as text */
+	bool		lenient;		/* staged as text (on_row_error 'skip'): a
+								 * bad vector or SRID is passed on as text,
+								 * so that only its row fails the cast */
 	bool		vec_binary;		/* float32 little endian (MySQL 9, MariaDB
 								 * 11.7) */
 	int			key_index;		/* 1-based position in the key, 0 = none */

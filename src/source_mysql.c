@@ -99,6 +99,7 @@ typedef struct MyConn
 	MyColumn   *cols;
 	char	   *stream_sql;		/* the stream's SELECT, for messages */
 	const char *bad_column;		/* a value that could not be converted: */
+	bool		bad_spatial;	/* in a spatial column (else a vector) */
 	char	   *bad_sample;		/* raised once the rows before it are out */
 	char	   *bad_reason;
 	StringInfoData chunk;		/* COPY text handed to the engine */
@@ -1339,8 +1340,8 @@ raise_pending(MyConn *c)
 	c->base.busy = true;		/* the stream is abandoned */
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("invalid vector value in column \"%s\": \"%s\"",
-					c->bad_column, c->bad_sample),
+			 errmsg("invalid %s value in column \"%s\": \"%s\"",
+					c->bad_spatial ? "spatial" : "vector", c->bad_column, c->bad_sample),
 			 errdetail("%s", c->bad_reason),
 			 errhint(DBSYNC_HINT_BAD_VALUE)));
 	pg_unreachable();
@@ -1418,9 +1419,10 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 		mc->width = col->dims;
 		mc->as_utc = col->kind == VK_DATETIME && col->remote_type &&
 			pg_strncasecmp(col->remote_type, "timestamp", 9) == 0;
-		/* bytea also when staged as text (on_row_error 'skip' casts it) */
-		mc->geometry = col->kind == VK_SPATIAL && strcmp(local, "bytea") != 0 &&
-			strcmp(local, "text") != 0;
+		/* staged as text (on_row_error 'skip'): the type it is cast to decides */
+		mc->geometry = col->kind == VK_SPATIAL &&
+			strcmp(col->cast_type ? col->cast_type : local, "bytea") != 0 &&
+			strcmp(col->cast_type ? col->cast_type : local, "text") != 0;
 		if (col->kind == VK_VECTOR)
 		{
 			/* pgvector's '[1,2]', else real[]'s '{1,2}' */
@@ -1431,12 +1433,14 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 			 * on_row_error 'skip' stages raw text and casts each row): a bad
 			 * value goes through as is, so that only its row fails.
 			 */
-			mc->vec_lenient = strcmp(local, "text") == 0;
+			mc->lenient = strcmp(local, "text") == 0;
 			/* MySQL 9 and MariaDB 11.7 send VECTOR as float32 bytes */
 			mc->vec_binary = !c->is_tidb && fields[i].charsetnr == 63 &&
 				col->remote_type &&
 				pg_strncasecmp(col->remote_type, "vector", 6) == 0;
 		}
+		if (col->kind == VK_SPATIAL)
+			mc->lenient = strcmp(local, "text") == 0;
 		if (col->kind == VK_BITS && mc->width <= 0)
 			mc->width = 64;
 		i++;
@@ -1494,6 +1498,7 @@ my_stream_next(SourceConn *conn, const char **data, int *len)
 			if (why)
 			{
 				c->bad_column = c->cols[i].name;
+				c->bad_spatial = c->cols[i].kind == VK_SPATIAL;
 				c->bad_sample = MemoryContextStrdup(c->cxt,
 													value_sample(row[i], lengths[i]));
 				c->bad_reason = MemoryContextStrdup(c->cxt, why);
