@@ -4,12 +4,13 @@
  *	  are none.
  *
  * Each side computes over the keys of its (live) rows a count and an
- * order-independent digest: the sum of the first 60 bits of md5(key as
- * text).  Equal counts cannot hide a delete: a deleted key and an extra one
+ * order-independent digest: the sum of a 64-bit hash of each key's text
+ * (PostgreSQL-family sources: hashtextextended; MySQL family: the first 60
+ * bits of md5, which both dialects have).  Equal counts cannot hide a delete: a deleted key and an extra one
  * (a row skipped as unconvertible, an insert older than lookback) change
  * the digest.  When both agree, nothing was deleted: one aggregate on each
  * side.  When not, the same is computed per bucket (the first two hex digits
- * of that md5, 256 buckets), and only the keys of the buckets that differ
+ * of that hash, 256 buckets), and only the keys of the buckets that differ
  * are read from the source and reconciled.
  *
  * The key's text must be the same on both sides: locally it is
@@ -103,10 +104,10 @@ remote_digests(SourceConn *conn, const char *schema, RemoteTable *rt,
  * the remote stage and the target's live rows; NIL when none do.
  */
 static List *
-differing_buckets(const char *target, const char *stage, const char *keytext,
-				  bool per_bucket, bool soft)
+differing_buckets(const SourceDriver *drv, const char *target, const char *stage,
+				  const char *keytext, bool per_bucket, bool soft)
 {
-	char	   *digest = pg_key_digest(keytext);
+	char	   *digest = drv->local_key_digest(keytext);
 	char	   *sql;
 	char	   *list;
 
@@ -115,7 +116,7 @@ differing_buckets(const char *target, const char *stage, const char *keytext,
 				   "COALESCE(pg_catalog.sum(%s), 0) AS s FROM %s t%s%s) l "
 				   "ON r.b OPERATOR(pg_catalog.=) l.b "
 				   "WHERE r.n IS DISTINCT FROM l.n OR r.s IS DISTINCT FROM l.s",
-				   stage, per_bucket ? pg_key_bucket(keytext) : "'*'::pg_catalog.text",
+				   stage, per_bucket ? drv->local_key_bucket(keytext) : "'*'::pg_catalog.text",
 				   digest, target, soft ? " WHERE NOT t._dbsync_deleted" : "",
 				   per_bucket ? " GROUP BY 1" : "");
 	list = apply_query_value(sql);
@@ -168,7 +169,7 @@ delete_missing_keys(SourceConn *conn, const char *schema, RemoteTable *rt,
 	*keys_read = (int64) apply_copy(conn, sql.data, kcols, keystage, NULL);
 	n = apply_delete_missing(target, keystage, pk, soft,
 							 buckets == NIL ? NULL :
-							 psprintf("%s IN (%s)", pg_key_bucket(local_text),
+							 psprintf("%s IN (%s)", drv->local_key_bucket(local_text),
 									  bucket_list(drv, buckets)));
 	apply_drop_stage(keystage);
 	return n;
@@ -203,13 +204,13 @@ deletes_reconcile(SourceConn *conn, SourceConfig *cfg, RemoteTable *rt,
 	stage = remote_digests(conn, cfg->schema, rt, remote_text, false);
 	n = apply_query_value(psprintf("SELECT n FROM %s", stage));
 	*remote_rows = n ? strtoll(n, NULL, 10) : 0;
-	buckets = differing_buckets(target, stage, local_text, false, soft);
+	buckets = differing_buckets(drv, target, stage, local_text, false, soft);
 	apply_drop_stage(stage);
 	if (buckets == NIL)
 		return 0;
 
 	stage = remote_digests(conn, cfg->schema, rt, remote_text, true);
-	buckets = differing_buckets(target, stage, local_text, true, soft);
+	buckets = differing_buckets(drv, target, stage, local_text, true, soft);
 	apply_drop_stage(stage);
 	if (buckets == NIL)
 		return 0;

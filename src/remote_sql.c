@@ -189,6 +189,10 @@ pg_key_concat(List *texts)
 	return buf.data;
 }
 
+/*
+ * Digests that both PostgreSQL and MySQL compute: the first 60 bits of md5
+ * as an integer, and its first two hex digits as the bucket.
+ */
 char *
 pg_key_digest(const char *text)
 {
@@ -200,4 +204,22 @@ char *
 pg_key_bucket(const char *text)
 {
 	return psprintf("pg_catalog.substr(pg_catalog.md5(%s), 1, 2)", text);
+}
+
+/*
+ * PostgreSQL on both sides: its own 64-bit hash of the key's bytes (stable
+ * across versions since 11: hash partitioning relies on it), far cheaper
+ * than md5.  The bucket is its low 8 bits, as text.
+ */
+char *
+pg_key_digest_fast(const char *text)
+{
+	return psprintf("pg_catalog.hashtextextended((%s) COLLATE pg_catalog.\"C\", 0)", text);
+}
+
+char *
+pg_key_bucket_fast(const char *text)
+{
+	return psprintf("(pg_catalog.hashtextextended((%s) COLLATE pg_catalog.\"C\", 0) "
+					"OPERATOR(pg_catalog.&) 255)::pg_catalog.text", text);
 }

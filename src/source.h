@@ -106,6 +106,9 @@ typedef struct SourceDriver
 	char	   *(*key_concat) (List *texts);
 	char	   *(*key_digest) (const char *text);
 	char	   *(*key_bucket) (const char *text);
+	/* the same digest and bucket computed locally (PostgreSQL) */
+	char	   *(*local_key_digest) (const char *text);
+	char	   *(*local_key_bucket) (const char *text);
 
 	/*
 	 * Read, before begin_snapshot(), the source's clock (*now, timestamptz
@@ -164,6 +167,8 @@ extern char *key_text_local(const char *local_type, const char *expr);
 extern char *pg_key_concat(List *texts);
 extern char *pg_key_digest(const char *text);
 extern char *pg_key_bucket(const char *text);
+extern char *pg_key_digest_fast(const char *text);
+extern char *pg_key_bucket_fast(const char *text);
 
 /* in deletes.c */
 extern int64 deletes_reconcile(SourceConn *conn, SourceConfig *cfg,

@@ -568,6 +568,8 @@ const SourceDriver pg_driver = {
 	.read_clock = pg_read_clock,
 	.key_text = pg_key_text,
 	.key_concat = pg_key_concat,
-	.key_digest = pg_key_digest,
-	.key_bucket = pg_key_bucket,
+	.key_digest = pg_key_digest_fast,
+	.key_bucket = pg_key_bucket_fast,
+	.local_key_digest = pg_key_digest_fast,
+	.local_key_bucket = pg_key_bucket_fast,
 };
