@@ -46,7 +46,8 @@ CREATE TABLE dbsync.tables (
 REVOKE ALL ON dbsync.tables FROM PUBLIC;
 
 -- One row per synced table, for the servers the current role may use.
-CREATE VIEW dbsync.status AS
+-- security_barrier: a caller's own conditions never see rows of servers it may not use
+CREATE VIEW dbsync.status WITH (security_barrier) AS
 SELECT t.server::name AS server,
        t.table_name,
        (SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
@@ -68,7 +69,8 @@ SELECT t.server::name AS server,
        t.source_flavor,
        t.enabled
   FROM dbsync.tables t
-  JOIN pg_catalog.pg_foreign_server s ON s.srvname = t.server
+  JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) t.server
+   AND t.server_oid OPERATOR(pg_catalog.=) s.oid     -- not a dropped server's of the same name
  WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
 CREATE INDEX ON dbsync.tables (target_relid);
 GRANT USAGE ON SCHEMA dbsync TO PUBLIC;

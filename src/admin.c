@@ -34,8 +34,10 @@ dbsync_set_table(PG_FUNCTION_ARGS)
 	ForeignServer *server;
 	SourceConfig *cfg;
 	const char *table;
-	int			nest = guard_begin();
+	int			nest;
 
+	guard_check_not_active();
+	nest = guard_begin();
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -64,8 +66,10 @@ dbsync_resync(PG_FUNCTION_ARGS)
 {
 	ForeignServer *server;
 	int64		n;
-	int			nest = guard_begin();
+	int			nest;
 
+	guard_check_not_active();
+	nest = guard_begin();
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -99,8 +103,10 @@ dbsync_adopt_table(PG_FUNCTION_ARGS)
 	char	   *holder;
 	char	   *mine;
 	GuardUser	as_owner;
-	int			nest = guard_begin();
+	int			nest;
 
+	guard_check_not_active();
+	nest = guard_begin();
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -110,7 +116,7 @@ dbsync_adopt_table(PG_FUNCTION_ARGS)
 	check_server_owner(server);
 	cfg = source_config_get(server->serverid);
 	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	relid = get_relname_relid(table, get_namespace_oid(cfg->target_schema, true));
+	relid = apply_lock_target(cfg->target_schema, table);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),

@@ -40,6 +40,7 @@
 #include "utils/acl.h"
 #include "utils/rls.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 
@@ -363,18 +364,43 @@ check_target_is_ours(SourceConfig *cfg, RemoteTable *rt, Oid relid,
  * DDL), has INSERT, UPDATE, DELETE and SELECT on it, and no row-level
  * security policy applies to it (dbsync never writes through or around one).
  */
+/*
+ * The relation under a target's name, locked (so that it cannot be dropped
+ * or renamed while it is checked and written), or InvalidOid.
+ */
+Oid
+apply_lock_target(const char *schema, const char *table)
+{
+	return RangeVarGetRelidExtended(makeRangeVar(pstrdup(schema), pstrdup(table), -1),
+									AccessShareLock, RVR_MISSING_OK, NULL, NULL);
+}
+
 void
 apply_check_writable(Oid relid)
 {
 	AclMode		need = ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_DELETE;
-	char	   *name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												  get_rel_name(relid));
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
+	char	   *name;
 
+	if (relname == NULL || nspname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("target table %u no longer exists", relid),
+				 errhint("It was dropped while the run checked it; run the sync again.")));
+	name = quote_qualified_identifier(nspname, relname);
 	if (get_rel_relkind(relid) != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("target %s is not a plain table", name),
 				 errhint("Drop it, or set the server's target_schema to another schema.")));
+	if (has_subclass(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("target table %s has inheritance children", name),
+				 errdetail("dbsync mirrors one table; it does not write its children's rows."),
+				 errhint("ALTER TABLE child NO INHERIT %s, or set the server's target_schema to another schema.",
+						 name)));
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -426,7 +452,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s",
 						  quote_identifier(cfg->target_schema)), SPI_OK_UTILITY);
 	else
-		relid = get_relname_relid(rt->name, nsp);
+		relid = apply_lock_target(cfg->target_schema, rt->name);
 
 	if (!OidIsValid(relid))
 	{
@@ -755,9 +781,7 @@ stage_one_row(SPIPlanPtr plan, Datum *values, char *nulls)
 		 * statement.
 		 */
 		edata = subxact_abort(&sx);
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
+		if (subxact_is_interrupt(edata) || edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
 			ReThrowError(edata);
 	}
 	PG_END_TRY();

@@ -16,6 +16,7 @@ extern Oid	apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk,
 								 bool soft, Oid recorded, List **added,
 								 char **note, bool *created, bool *reshaped);
 extern void apply_check_writable(Oid relid);
+extern Oid	apply_lock_target(const char *schema, const char *table);
 extern char *apply_create_stage(List *columns);
 extern void apply_drop_stage(const char *stage);
 extern uint64 apply_copy(struct SourceConn *conn, const char *select_sql,

@@ -317,13 +317,13 @@ catalog_save_checkpoint(const char *server, const char *table,
 }
 
 void
-catalog_save_error(const char *server, const char *table,
+catalog_save_error(const char *server, Oid serverid, const char *table,
 				   const char *target_schema, const char *message,
 				   const char *row_sample)
 {
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(table);
@@ -333,14 +333,15 @@ catalog_save_error(const char *server, const char *table,
 		values[4] = CStringGetTextDatum(row_sample);
 	else
 		nulls[4] = 'n';
+	values[5] = ObjectIdGetDatum(serverid);
 	catalog_exec("INSERT INTO dbsync.tables AS t (server, table_name, target_schema, "
 				 "target_table, last_status, last_error, last_error_at, "
-				 "last_row_error_sample) "
-				 "VALUES ($1, $2, $3, $2, 'error', $4, pg_catalog.now(), $5::pg_catalog.jsonb) "
+				 "last_row_error_sample, server_oid) "
+				 "VALUES ($1, $2, $3, $2, 'error', $4, pg_catalog.now(), $5::pg_catalog.jsonb, $6) "
 				 "ON CONFLICT (server, table_name) DO UPDATE SET "
 				 "last_status = 'error', last_error = $4, "
 				 "last_error_at = pg_catalog.now(), last_row_error_sample = $5::pg_catalog.jsonb",
-				 5, types, values, nulls, SPI_OK_INSERT);
+				 6, types, values, nulls, SPI_OK_INSERT);
 }
 
 /*

@@ -32,6 +32,7 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	guard_define();
 	MarkGUCPrefixReserved("dbsync");
 	source_init();
 	if (process_shared_preload_libraries_in_progress)

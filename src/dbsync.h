@@ -164,6 +164,8 @@ typedef struct GuardUser
 	Oid			userid;
 	int			sec;
 } GuardUser;
+extern void guard_define(void);
+extern void guard_check_not_active(void);
 extern int	guard_begin(void);
 extern void guard_end(int nest);
 extern void guard_repin(void);
@@ -180,6 +182,7 @@ typedef struct Subxact
 extern void subxact_begin(Subxact *sx);
 extern void subxact_commit(Subxact *sx);
 extern ErrorData *subxact_abort(Subxact *sx);
+extern bool subxact_is_interrupt(ErrorData *edata);
 
 /* in options.c */
 extern SourceConfig *source_config_get(Oid serverid);
@@ -199,9 +202,9 @@ extern void catalog_save_success(const char *server, const char *table,
 								 int64 rows_total, const char *mode,
 								 int64 upserted, int64 deleted,
 								 const char *row_sample);
-extern void catalog_save_error(const char *server, const char *table,
-							   const char *target_schema, const char *message,
-							   const char *row_sample);
+extern void catalog_save_error(const char *server, Oid serverid,
+							   const char *table, const char *target_schema,
+							   const char *message, const char *row_sample);
 extern void catalog_save_checkpoint(const char *server, const char *table,
 									List *resume_key, const char *high_water,
 									bool load_direct, int64 rows_total,

@@ -29,6 +29,34 @@
 
 #define GUARD_SEARCH_PATH "pg_catalog, pg_temp"
 
+/* dbsync.active: a dbsync entry point is running in this session */
+static bool guard_active = false;
+
+void
+guard_define(void)
+{
+	DefineCustomBoolVariable("dbsync.active",
+							 "Shows whether a dbsync function is running in this session.",
+							 NULL, &guard_active, false, PGC_INTERNAL,
+							 GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							 NULL, NULL, NULL);
+}
+
+/*
+ * Refuse to start a dbsync function from code that fires during one (a
+ * trigger or default of a target table): the sync in progress shares this
+ * session's COPY and catalog state.
+ */
+void
+guard_check_not_active(void)
+{
+	if (guard_active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dbsync functions cannot be called while a dbsync function runs"),
+				 errhint("Do not call dbsync functions from triggers, defaults or functions that a sync runs.")));
+}
+
 static void
 guard_set(const char *name, const char *value)
 {
@@ -47,8 +75,16 @@ guard_begin(void)
 	guard_set("timezone", "UTC");
 	guard_set("intervalstyle", "postgres");
 	guard_set("extra_float_digits", "3");
+	/* how generated SQL and COPY text are read and written */
+	guard_set("array_nulls", "on");
+	guard_set("standard_conforming_strings", "on");
+	guard_set("bytea_output", "hex");
+	guard_set("transform_null_equals", "off");
+	guard_set("xmloption", "content");
 	/* one-shot statements: compiling them costs more than it saves */
 	guard_set("jit", "off");
+	(void) set_config_option("dbsync.active", "on", PGC_INTERNAL, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
 

@@ -125,7 +125,10 @@ split_list_option(const char *value)
 	return result;
 }
 
-/* Does value parse as an interval?  Uses the decoder without throwing. */
+/*
+ * Does value parse as an interval from zero to 100 years?  Uses the decoder
+ * without throwing (the launcher must be able to read every server's).
+ */
 static bool
 interval_is_valid(const char *value)
 {
@@ -135,15 +138,22 @@ interval_is_valid(const char *value)
 	int			nf;
 	int			dtype;
 	struct pg_itm_in itm;
+	Interval	iv;
+	bool		parsed;
 
 	if (strlen(value) >= sizeof(workbuf))
 		return false;
 	if (ParseDateTime(value, workbuf, sizeof(workbuf), field, ftype,
-					  MAXDATEFIELDS, &nf) != 0)
-		return DecodeISO8601Interval(unconstify(char *, value), &dtype, &itm) == 0;
-	if (DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm) == 0)
-		return dtype == DTK_DELTA;
-	return DecodeISO8601Interval(unconstify(char *, value), &dtype, &itm) == 0;
+					  MAXDATEFIELDS, &nf) == 0 &&
+		DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm) == 0)
+		parsed = dtype == DTK_DELTA;
+	else
+		parsed = DecodeISO8601Interval(unconstify(char *, value), &dtype, &itm) == 0;
+	if (!parsed || itmin2interval(&itm, &iv) != 0)
+		return false;
+	return iv.month >= 0 && iv.day >= 0 && iv.time >= 0 &&
+		iv.month <= 1200 && iv.day <= 36600 &&
+		iv.time <= INT64CONST(100) * 366 * USECS_PER_DAY;
 }
 
 static bool

@@ -43,23 +43,44 @@ PG_FUNCTION_INFO_V1(dbsync_run);
 PG_FUNCTION_INFO_V1(dbsync_discover);
 PG_FUNCTION_INFO_V1(dbsync_sync);
 
-/* Does "name" match a pattern where % stands for any run of characters? */
+/*
+ * Does "name" match a pattern where % stands for any run of characters?
+ * Iterative, with one backtrack point (the last %): linear memory and at
+ * most length(pat) x length(name) steps, whatever the pattern.
+ */
 static bool
 like_match(const char *pat, const char *name)
 {
-	if (*pat == '\0')
-		return *name == '\0';
-	if (*pat == '%')
+	const char *star = NULL;	/* the last % seen */
+	const char *resume = NULL;	/* where in name it matches from */
+
+	while (*name)
 	{
-		for (;; name++)
+		if (*pat == '%')
 		{
-			if (like_match(pat + 1, name))
+			while (*pat == '%')
+				pat++;
+			if (*pat == '\0')
 				return true;
-			if (*name == '\0')
-				return false;
+			star = pat;
+			resume = name;
 		}
+		else if (*pat == *name)
+		{
+			pat++;
+			name++;
+		}
+		else if (star)
+		{
+			pat = star;
+			name = ++resume;
+		}
+		else
+			return false;
 	}
-	return *name != '\0' && *pat == *name && like_match(pat + 1, name + 1);
+	while (*pat == '%')
+		pat++;
+	return *pat == '\0';
 }
 
 static bool
@@ -211,17 +232,15 @@ emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 }
 
 /*
- * Errors that must stop the whole statement rather than one table.  Out of
- * memory is not one of them: the table's subtransaction gives back what it
- * took (an "out of shared memory" for locks included), and the other
- * tables go on.
+ * Errors that must stop the whole statement rather than one table: a real
+ * cancel, timeout or shutdown.  Out of memory is not one of them: the
+ * table's subtransaction gives back what it took (an "out of shared
+ * memory" for locks included), and the other tables go on.
  */
 static bool
 is_fatal_interrupt(ErrorData *edata)
 {
-	return edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-		edata->sqlerrcode == ERRCODE_CRASH_SHUTDOWN;
+	return subxact_is_interrupt(edata);
 }
 
 /* "message: detail (hint)" for dbsync.status and the run's result. */
@@ -251,10 +270,18 @@ error_text(ErrorData *edata)
 static void
 strip_row_contents(ErrorData *edata)
 {
-	if (edata->detail && strncmp(edata->detail, "Failing row contains", 20) == 0)
+	if (edata->sqlerrcode == ERRCODE_NOT_NULL_VIOLATION ||
+		edata->sqlerrcode == ERRCODE_CHECK_VIOLATION ||
+		edata->sqlerrcode == ERRCODE_EXCLUSION_VIOLATION ||
+		(edata->detail && strncmp(edata->detail, "Failing row contains", 20) == 0))
 		edata->detail = NULL;
 	if (edata->context)
 	{
+		/*
+		 * Keep only where COPY was ("COPY t, line 5, column v"); any other
+		 * context line (JSON data, a value continued on the next line) may
+		 * quote the row.
+		 */
 		StringInfoData buf;
 		char	   *line;
 		char	   *save = NULL;
@@ -263,13 +290,15 @@ strip_row_contents(ErrorData *edata)
 		for (line = strtok_r(pstrdup(edata->context), "\n", &save); line;
 			 line = strtok_r(NULL, "\n", &save))
 		{
-			char	   *cut = strncmp(line, "COPY ", 5) == 0 ? strstr(line, ": ") : NULL;
+			char	   *cut;
 
-			if (cut)
+			if (strncmp(line, "COPY ", 5) != 0)
+				continue;
+			if ((cut = strstr(line, ": ")) != NULL)
 				*cut = '\0';
 			appendStringInfo(&buf, "%s%s", buf.len ? "\n" : "", line);
 		}
-		edata->context = buf.data;
+		edata->context = buf.len ? buf.data : NULL;
 	}
 }
 
@@ -296,7 +325,8 @@ table_locktag(LOCKTAG *tag, const char *server, const char *table)
 	uint32		k1 = hash_bytes((const unsigned char *) server, strlen(server));
 	uint32		k2 = hash_bytes((const unsigned char *) table, strlen(table));
 
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, k1, k2 ^ 0x6462, 2);
+	/* field4 3+: no SQL advisory lock function can take (or block) it */
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, k1, k2, 0x6473);
 }
 
 /*
@@ -394,8 +424,9 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 						(errmsg("dbsync: sync of table \"%s\" of server \"%s\" failed: %s",
 								rt->name, cfg->server_name, edata->message),
 						 edata->context ? errcontext_msg("%s", edata->context) : 0));
-				catalog_save_error(cfg->server_name, rt->name, cfg->target_schema,
-								   res.message, row_error_sample(edata));
+				catalog_save_error(cfg->server_name, cfg->serverid, rt->name,
+								   cfg->target_schema, res.message,
+								   row_error_sample(edata));
 			}
 		}
 		PG_END_TRY();
@@ -495,12 +526,16 @@ record_server_error(RunOutput *out, SourceConfig *cfg, const char *server,
 	ListCell   *lc;
 
 	if (cfg)
+	{
+		catalog_forget_stale(server, cfg->serverid);
 		known = catalog_known_tables(server, false);
+	}
 	foreach(lc, known)
 	{
 		if (only_table && strcmp(only_table, lfirst(lc)) != 0)
 			continue;
-		catalog_save_error(server, lfirst(lc), cfg->target_schema, msg, NULL);
+		catalog_save_error(server, cfg->serverid, lfirst(lc), cfg->target_schema,
+						   msg, NULL);
 	}
 	emit(out, only_table, NULL, 0, 0, started, "error", msg);
 }
@@ -602,6 +637,7 @@ dbsync_run(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	const char *only_table = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 
+	guard_check_not_active();
 	out.guard_nest = guard_begin();
 	InitMaterializedSRF(fcinfo, 0);
 	out.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -647,6 +683,7 @@ dbsync_sync(PG_FUNCTION_ARGS)
 				 errmsg("dbsync_sync() cannot commit here"),
 				 errhint("Run CALL dbsync_sync(...) outside a transaction block, or use SELECT dbsync_run(...), which commits once at the end.")));
 	out.commit_batches = true;
+	guard_check_not_active();
 	out.guard_nest = guard_begin();
 	if (!PG_ARGISNULL(0))
 		servers = list_make1(pstrdup(NameStr(*PG_GETARG_NAME(0))));
@@ -673,6 +710,7 @@ dbsync_sync_server_batched(Oid serverid)
 
 	out.commit_batches = true;
 	out.own_snapshot = true;
+	guard_check_not_active();
 	out.guard_nest = guard_begin();
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -696,8 +734,10 @@ dbsync_discover(PG_FUNCTION_ARGS)
 	List	   *tables;
 	ListCell   *lc;
 	GuardUser	as_owner;
-	int			nest = guard_begin();
+	int			nest;
 
+	guard_check_not_active();
+	nest = guard_begin();
 	check_server_usage(server);
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;

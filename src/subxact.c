@@ -51,3 +51,18 @@ subxact_abort(Subxact *sx)
 	CurrentResourceOwner = sx->owner;
 	return edata;
 }
+
+/*
+ * Is this error a real interrupt of the statement (cancel, statement
+ * timeout, shutdown), raised by PostgreSQL's interrupt processing?  Code
+ * that fires during a sync (a trigger) may raise the same SQLSTATE; that
+ * fails its table, not the whole run.
+ */
+bool
+subxact_is_interrupt(ErrorData *edata)
+{
+	return (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+			edata->sqlerrcode == ERRCODE_CRASH_SHUTDOWN) &&
+		edata->funcname != NULL && strcmp(edata->funcname, "ProcessInterrupts") == 0;
+}

@@ -14,7 +14,12 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_extension.h"
+#include "miscadmin.h"
+#include "utils/fmgroids.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/namespace.h"
@@ -29,11 +34,48 @@
 #include "dbsync.h"
 #include "source.h"
 
+/* The owner of an extension (InvalidOid when it is gone). */
+static Oid
+extension_owner(Oid extid)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+/*
+ * May a type of an extension be used for a synced column?  Only when a
+ * superuser installed the extension and owns the type: a role may install a
+ * trusted extension itself and add a domain of its own to it (ALTER
+ * EXTENSION ... ADD), whose check would then run as the server's owner, and
+ * it could drop the extension, with the columns, at will.
+ */
+static bool
+trusted_extension_type(Form_pg_type t)
+{
+	Oid			ext = getExtensionOfObject(TypeRelationId, t->oid);
+
+	return OidIsValid(ext) && superuser_arg(t->typowner) &&
+		superuser_arg(extension_owner(ext));
+}
+
 /*
  * The schema a type of this name may be taken from: pg_catalog, else the
- * schema of the one installed extension that provides a type of that name
- * (pgvector's vector, PostGIS's geometry, wherever they are installed).
- * InvalidOid when neither has it.
+ * schema of the one superuser-installed extension that provides a type of
+ * that name (pgvector's vector, PostGIS's geometry, wherever they are
+ * installed).  InvalidOid when neither has it.
  */
 static Oid
 trusted_type_namespace(const char *typname)
@@ -52,7 +94,7 @@ trusted_type_namespace(const char *typname)
 	{
 		Form_pg_type t = (Form_pg_type) GETSTRUCT(&list->members[i]->tuple);
 
-		if (OidIsValid(getExtensionOfObject(TypeRelationId, t->oid)))
+		if (trusted_extension_type(t))
 		{
 			nsp = t->typnamespace;
 			found++;

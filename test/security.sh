@@ -17,6 +17,11 @@
 #   6  the owner's own pre-existing table under the target name; dbsync_adopt_table
 #   7  two servers pointed at one target schema
 #   8  row contents kept out of dbsync.status and the server log
+#   9  what the adversarial review found: a domain added to a role's own trusted
+#      extension, the adopt race, hostile table patterns, the status view as a
+#      leak, huge sync_interval, array_nulls, a trigger raising query_canceled,
+#      SQL advisory locks, JSON error context, inheritance children, a re-created
+#      server's name, dbsync called from a trigger
 set -uo pipefail
 source "$(dirname "$0")/lib/fault_common.sh"
 
@@ -121,7 +126,7 @@ my_sql -e "CREATE TABLE sec_my.items (id int PRIMARY KEY, val varchar(20), updat
 drop_owned() {
     cat <<'SQL'
 DO $$ DECLARE r text; BEGIN
-  FOREACH r IN ARRAY ARRAY['sec_mallory', 'sec_alice', 'sec_eve'] LOOP
+  FOREACH r IN ARRAY ARRAY['sec_mallory', 'sec_alice', 'sec_eve', 'sec_nobody'] LOOP
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
       EXECUTE format('DROP OWNED BY %I CASCADE', r);
     END IF;
@@ -139,6 +144,7 @@ $(drop_owned)
 SQL
 wh_psql -q <<SQL >/dev/null || { not_ok "warehouse setup"; exit 1; }
 DROP ROLE IF EXISTS sec_mallory; DROP ROLE IF EXISTS sec_alice; DROP ROLE IF EXISTS sec_eve;
+DROP ROLE IF EXISTS sec_nobody;
 CREATE ROLE sec_mallory LOGIN PASSWORD '$PW';
 CREATE ROLE sec_alice LOGIN PASSWORD '$PW';
 CREATE ROLE sec_eve LOGIN PASSWORD '$PW';
@@ -175,6 +181,7 @@ SQL
 ok "setup: roles, planted objects, servers"
 
 local_count() { wh_val "SELECT count(*) FROM $1"; }
+coltype_of() { wh_val "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '$1'::regclass AND attname = '$2'"; }
 src_items=$(src_psql -Atc "SELECT count(*) FROM sec_src.items")
 
 # ---------------------------------------------------------------- 1: entry points
@@ -294,6 +301,122 @@ check "7 the second server is refused: the table is the first one's" grep -q 'ta
 check "7 the first server's rows are all there, none of the second's" [ "$(pg_rows)" = "$want" ]
 check "7 status tells which server failed" [ "$(st last_status items my_sh)/$(st last_status items p_sh)" = error/ok ]
 no_elevation "3-8 writes"
+
+# ---------------------------------------------------------------- 9: review findings
+src_psql -q >/dev/null <<'SQL'
+CREATE TYPE sec_src.mood AS ENUM ('ok', 'sad');
+CREATE TABLE sec_src.feel (id int PRIMARY KEY, m sec_src.mood, tags text[], updated_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO sec_src.feel VALUES (1, 'ok', '{a,NULL,c}'), (2, 'sad', '{NULL}');
+SQL
+# a role's own domain, added to a trusted extension it installed itself
+role_psql sec_eve -q >/dev/null 2>&1 <<'SQL'
+CREATE SCHEMA eve_ext; GRANT USAGE ON SCHEMA eve_ext TO PUBLIC;
+CREATE EXTENSION lo SCHEMA eve_ext;
+CREATE FUNCTION eve_ext.spy(v text) RETURNS boolean LANGUAGE plpgsql AS
+  $f$ BEGIN INSERT INTO public.pwned (who, via) VALUES (current_user, 'extension domain');
+      BEGIN EXECUTE 'ALTER ROLE sec_eve SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END; RETURN true; END $f$;
+GRANT EXECUTE ON FUNCTION eve_ext.spy(text) TO PUBLIC;
+CREATE DOMAIN eve_ext.mood AS text CHECK (eve_ext.spy(VALUE));
+ALTER EXTENSION lo ADD DOMAIN eve_ext.mood;
+SQL
+check "9 setup: the role's domain is a member of its extension" \
+    [ "$(wh_val "SELECT count(*) FROM pg_depend d JOIN pg_type t ON t.oid = d.objid WHERE t.typname = 'mood' AND d.deptype = 'e'")" = 1 ]
+role_psql sec_alice -q -c "ALTER SERVER a1 OPTIONS (SET tables 'items,vec,feel')" >/dev/null
+wh_psql -q -c "SELECT count(*) FROM dbsync_run('a1', 'feel')" >/dev/null
+check "9 remote enum mood becomes text, not the extension member domain" [ "$(coltype_of a1.feel m)" = text ]
+role_try sec_eve "SET array_nulls = off" "SELECT status FROM dbsync_run('a1', 'feel')"
+role_psql sec_alice -q -c "SELECT dbsync_resync('a1', 'feel')" >/dev/null
+role_try sec_eve "SET array_nulls = off" "SELECT status FROM dbsync_run('a1', 'feel')"
+check "9 the caller's array_nulls = off does not turn NULL elements into strings" \
+    [ "$(wh_val "SELECT string_agg(array_position(tags, NULL)::text, ',' ORDER BY id) FROM a1.feel")" = "2,1" ]
+no_elevation "9 extension member domain"
+
+# the adopt race: a table dropped and re-created while an owner adopts it
+role_psql sec_mallory -q -c "CREATE SCHEMA race" >/dev/null
+mk_server sec_mallory mrace postgresql "schema 'sec_src', tables 'items', target_schema 'race'"
+start_time=$(wh_val "SELECT pg_postmaster_start_time()")
+(PGPASSWORD=$PW timeout 4 "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$WH_PORT" -U sec_mallory -d "$WH_DB" -c \
+  "DO \$\$ BEGIN LOOP CREATE TABLE race.items (id int); COMMIT; DROP TABLE race.items; COMMIT; END LOOP; END \$\$" >/dev/null 2>&1 &)
+PGPASSWORD=$PW timeout 4 "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$WH_PORT" -U sec_mallory -d "$WH_DB" -c \
+  "DO \$\$ BEGIN LOOP BEGIN PERFORM dbsync_adopt_table('mrace', 'items'); EXCEPTION WHEN OTHERS THEN NULL; END; COMMIT; END LOOP; END \$\$" >/dev/null 2>&1
+sleep 1
+check "9 adopt raced with DROP TABLE: the server did not crash" [ "$(wh_val "SELECT pg_postmaster_start_time()")" = "$start_time" ]
+
+# hostile table patterns: a million %, and one that backtracks
+role_try sec_mallory "DO \$\$ BEGIN EXECUTE format('ALTER SERVER mrace OPTIONS (SET tables %L)', repeat('%', 1000000)); END \$\$"
+t0=$(now)
+role_try sec_mallory "SET statement_timeout = '20s'" "SELECT count(*) FROM dbsync_discover('mrace')"
+check "9 tables = a million % is matched at once ($(elapsed "$t0" "$(now)") s)" grep -qx " *[0-9]*" "$T_WORK/last.out"
+src_psql -q -c "CREATE TABLE sec_src.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa (id int PRIMARY KEY)" >/dev/null
+role_try sec_mallory "ALTER SERVER mrace OPTIONS (SET tables '%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%ab')"
+t0=$(now)
+role_try sec_mallory "SET statement_timeout = '20s'" "SELECT count(*) FROM dbsync_discover('mrace')"
+fast() { lt "$(elapsed "$t0" "$(now)")" 5; }
+check "9 a backtracking pattern is matched at once ($(elapsed "$t0" "$(now)") s)" fast
+check "9 the server is still up" [ "$(wh_val "SELECT pg_postmaster_start_time()")" = "$start_time" ]
+
+# a sync_interval the launcher could not read
+role_try sec_mallory "ALTER SERVER mrace OPTIONS (ADD sync_interval '200000000 years')"
+check "9 sync_interval beyond 100 years is refused" grep -q "invalid" "$T_WORK/last.out"
+
+# the status view leaks nothing to a role without USAGE, whatever it filters by
+wh_psql -q -c "CREATE ROLE sec_nobody LOGIN PASSWORD '$PW'" >/dev/null 2>&1
+role_try sec_nobody "SET enable_hashjoin = off" "SET enable_mergejoin = off" \
+    "SELECT 1 FROM dbsync.status WHERE (table_name || ' | ' || coalesce(last_error, ''))::int = 0"
+check "9 dbsync.status evaluates no caller condition on rows it hides" bash -c "! grep -q 'invalid input syntax' '$T_WORK/last.out'"
+
+# a trigger of one owner raising query_canceled does not abort a superuser's run
+role_psql sec_mallory -q >/dev/null <<'SQL'
+CREATE FUNCTION m1.boom() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN RAISE EXCEPTION 'nope' USING ERRCODE = 'query_canceled'; END$$;
+CREATE TRIGGER boom BEFORE INSERT OR UPDATE OR DELETE ON m1.items FOR EACH ROW EXECUTE FUNCTION m1.boom();
+SQL
+src_psql -q -c "UPDATE sec_src.items SET val = 'boom', updated_at = now() WHERE id = 3" >/dev/null
+wh_psql -At -c "SELECT server || '.' || table_name || '=' || status FROM dbsync_run() WHERE server IN ('m1', 'a1') ORDER BY 1" \
+    >"$T_WORK/boom.out" 2>&1
+check "9 a trigger's query_canceled fails its table only" grep -qx "m1.items=error" "$T_WORK/boom.out"
+check "9 and the other servers' tables of the run commit" grep -qx "a1.items=ok" "$T_WORK/boom.out"
+wh_psql -q -c "DROP TRIGGER boom ON m1.items" >/dev/null
+
+# dbsync called from a trigger during a sync
+role_psql sec_mallory -q >/dev/null <<'SQL'
+CREATE FUNCTION m1.nest() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN PERFORM count(*) FROM public.dbsync_run('m1'); RETURN NEW; END$$;
+CREATE TRIGGER nest BEFORE INSERT OR UPDATE ON m1.items FOR EACH ROW EXECUTE FUNCTION m1.nest();
+SQL
+src_psql -q -c "UPDATE sec_src.items SET val = 'nest', updated_at = now() WHERE id = 4" >/dev/null
+role_try sec_mallory "SELECT status, message FROM dbsync_run('m1')"
+check "9 a sync started from a trigger during a sync is refused" grep -q "cannot be called while a dbsync function runs" "$T_WORK/last.out"
+wh_psql -q -c "DROP TRIGGER nest ON m1.items" >/dev/null
+
+# SQL advisory locks cannot block a table's sync
+PGPASSWORD=$PW "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$WH_PORT" -U sec_nobody -d "$WH_DB" -c \
+  "SELECT pg_advisory_lock(hashtext('a1'), hashtext('items') # x'6462'::int), pg_advisory_lock(hashtext('a1'), hashtext('items')), pg_sleep(5)" >/dev/null 2>&1 &
+sleep 1
+role_try sec_alice "SELECT status FROM dbsync_run('a1', 'items')"
+check "9 a role's advisory locks do not make a sync skip" grep -qx " *ok" "$T_WORK/last.out"
+
+# inheritance children are not written
+role_psql sec_alice -q -c "CREATE TABLE a1.items_child () INHERITS (a1.items)" >/dev/null
+role_try sec_alice "SELECT status, message FROM dbsync_run('a1', 'items')"
+check "9 a target with inheritance children is refused" grep -q "has inheritance children" "$T_WORK/last.out"
+role_psql sec_alice -q -c "DROP TABLE a1.items_child" >/dev/null
+
+# JSON error context (with the row's text) stays out of status and log
+my_sql -e "CREATE TABLE sec_my.js (id int PRIMARY KEY, j json);
+    INSERT INTO sec_my.js VALUES (1, '{\"a\": \"\\\\u0000 TOPSECRET-44\"}')" >/dev/null
+role_psql sec_alice -q -c "ALTER SERVER a2 OPTIONS (SET tables 'vec_t,leak2,js', SET on_row_error 'fail')" >/dev/null
+role_try sec_alice "SELECT status FROM dbsync_run('a2', 'js')"
+check "9 the JSON row failed" grep -qx " *error" "$T_WORK/last.out"
+check "9 its text is in neither dbsync.status nor the log" \
+    [ "$(wh_val "SELECT count(*) FROM dbsync.status WHERE coalesce(last_error, '') || coalesce(last_row_error_sample::text, '') LIKE '%TOPSECRET-44%'")/$(grep -c TOPSECRET-44 "$WH_LOG")" = 0/0 ]
+
+# a dropped server's state is not shown under a new server of the same name
+role_psql sec_alice -q -c "SELECT count(*) FROM dbsync_run('a2', 'js')" -c "DROP SERVER a2 CASCADE" >/dev/null
+mk_server sec_mallory a2 mysql "tables 'vec_t'"
+check "9 a re-created server name shows none of the old server's state" \
+    [ "$(role_psql sec_mallory -At -c "SELECT count(*) FROM dbsync.status WHERE server = 'a2'")" = 0 ]
+no_elevation "9 review findings"
 
 # ---------------------------------------------------------------- 2: worker and launcher
 # the test's own superuser sessions must not fall for the database setting below
