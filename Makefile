@@ -26,14 +26,26 @@ OBJS = \
 
 PG_CONFIG ?= pg_config
 MARIADB_CONFIG ?= $(shell command -v mariadb_config || command -v mysql_config)
+# On a bare machine neither exists yet: `make demo` and `make test` install them.
+ifneq ($(MARIADB_CONFIG),)
+MARIADB_INCLUDE := $(shell $(MARIADB_CONFIG) --include)
+MARIADB_LIBS := $(shell $(MARIADB_CONFIG) --libs)
+endif
 
-PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc $(shell $(MARIADB_CONFIG) --include)
+PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc $(MARIADB_INCLUDE)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK_INTERNAL = $(libpq)
-SHLIB_LINK = $(shell $(MARIADB_CONFIG) --libs)
+SHLIB_LINK = $(MARIADB_LIBS)
 
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+PGXS := $(shell command -v $(PG_CONFIG) >/dev/null 2>&1 && $(PG_CONFIG) --pgxs)
+ifneq ($(PGXS),)
 include $(PGXS)
+else
+# bare machine: install what the build needs (Debian 12, as root), then build
+all install installcheck:
+	bash scripts/deps.sh
+	$(MAKE) $@
+endif
 
 # PGXS tracks no header dependencies: rebuild every object when a header changes
 $(OBJS): $(wildcard src/*.h)
@@ -51,4 +63,4 @@ cppcheck:
 		--suppress=unknownEvaluationOrder --suppress=nullPointerRedundantCheck \
 		-D__GNUC__ -Isrc -I$(shell $(PG_CONFIG) --includedir-server) \
 		--include=$(shell $(PG_CONFIG) --includedir-server)/postgres.h \
-		$(shell $(MARIADB_CONFIG) --include) src/*.c
+		$(MARIADB_INCLUDE) src/*.c
