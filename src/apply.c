@@ -194,7 +194,7 @@ local_primary_key(Relation rel)
 	return result;
 }
 
-static bool
+bool
 same_names(List *a, List *b)
 {
 	ListCell   *la;

@@ -185,3 +185,25 @@ copy_append_escaped(StringInfo buf, const char *s, size_t len)
 	if (end > start)
 		appendBinaryStringInfo(buf, start, end - start);
 }
+
+/*
+ * Read a driver's clock query, which returns "now|offset" in one value (one
+ * round trip), then its oldest-transaction query (see read_clock).
+ */
+void
+source_read_clock(SourceConn *conn, const char *clock_sql,
+				  const char *oldest_sql, char **now, char **offset,
+				  char **oldest)
+{
+	char	   *v = conn->driver->query_value(conn, clock_sql);
+	char	   *bar = v ? strchr(v, '|') : NULL;
+
+	*now = v;
+	*offset = NULL;
+	if (bar)
+	{
+		*bar = '\0';
+		*offset = bar + 1;
+	}
+	*oldest = conn->driver->query_value(conn, oldest_sql);
+}

@@ -134,6 +134,9 @@ extern void source_init(void);
 extern void source_check_interrupts_wait(int sock, bool want_write,
 										 long timeout_ms, uint32 wait_event);
 extern void copy_append_escaped(StringInfo buf, const char *s, size_t len);
+extern void source_read_clock(SourceConn *conn, const char *clock_sql,
+							  const char *oldest_sql, char **now,
+							  char **offset, char **oldest);
 
 /* in source_pg.c */
 extern const SourceDriver pg_driver;

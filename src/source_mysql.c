@@ -1298,29 +1298,20 @@ my_query_value(SourceConn *conn, const char *sql)
 static void
 my_read_clock(SourceConn *conn, char **now, char **offset, char **oldest)
 {
-	MyConn	   *c = (MyConn *) conn;
-	char	   *v = my_query_value_internal(c,
-											"SELECT CONCAT(DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00'), '|', "
-											"COALESCE(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), "
-											"CONVERT_TZ(UTC_TIMESTAMP(6), '+00:00', @@global.time_zone)), 0), "
-											"' microseconds')");
-	char	   *bar = v ? strchr(v, '|') : NULL;
-
-	*now = v;
-	*offset = NULL;
-	if (bar)
-	{
-		*bar = '\0';
-		*offset = bar + 1;
-	}
-	*oldest = my_query_value_internal(c, c->is_tidb ?
-									  "SELECT DATE_FORMAT(MIN(START_TIME), '%Y-%m-%d %H:%i:%s.%f+00') "
-									  "FROM information_schema.CLUSTER_TIDB_TRX "
-									  "WHERE SESSION_ID <> CONNECTION_ID()" :
-									  "SELECT DATE_FORMAT(CONVERT_TZ(MIN(trx_started), 'SYSTEM', '+00:00') "
-									  "- INTERVAL 1 SECOND, '%Y-%m-%d %H:%i:%s+00') "
-									  "FROM information_schema.INNODB_TRX "
-									  "WHERE trx_mysql_thread_id <> CONNECTION_ID()");
+	source_read_clock(conn,
+					  "SELECT CONCAT(DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00'), '|', "
+					  "COALESCE(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), "
+					  "CONVERT_TZ(UTC_TIMESTAMP(6), '+00:00', @@global.time_zone)), 0), "
+					  "' microseconds')",
+					  ((MyConn *) conn)->is_tidb ?
+					  "SELECT DATE_FORMAT(MIN(START_TIME), '%Y-%m-%d %H:%i:%s.%f+00') "
+					  "FROM information_schema.CLUSTER_TIDB_TRX "
+					  "WHERE SESSION_ID <> CONNECTION_ID()" :
+					  "SELECT DATE_FORMAT(CONVERT_TZ(MIN(trx_started), 'SYSTEM', '+00:00') "
+					  "- INTERVAL 1 SECOND, '%Y-%m-%d %H:%i:%s+00') "
+					  "FROM information_schema.INNODB_TRX "
+					  "WHERE trx_mysql_thread_id <> CONNECTION_ID()",
+					  now, offset, oldest);
 }
 
 

@@ -517,26 +517,17 @@ pg_stream_next(SourceConn *sconn, const char **data, int *len)
 static void
 pg_read_clock(SourceConn *sconn, char **now, char **offset, char **oldest)
 {
-	char	   *v = pg_query_value(sconn,
-								   "SELECT t::pg_catalog.text OPERATOR(pg_catalog.||) '|' "
-								   "OPERATOR(pg_catalog.||) (pg_catalog.timezone(s.reset_val, t) "
-								   "OPERATOR(pg_catalog.-) pg_catalog.timezone('UTC', t))::pg_catalog.text "
-								   "FROM pg_catalog.clock_timestamp() t, pg_catalog.pg_settings s "
-								   "WHERE s.name OPERATOR(pg_catalog.=) 'TimeZone'");
-	char	   *bar = v ? strchr(v, '|') : NULL;
-
-	*now = v;
-	*offset = NULL;
-	if (bar)
-	{
-		*bar = '\0';
-		*offset = bar + 1;
-	}
-	*oldest = pg_query_value(sconn,
-							 "SELECT pg_catalog.min(xact_start) FROM pg_catalog.pg_stat_activity "
-							 "WHERE xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() "
-							 "AND backend_type = 'client backend' "
-							 "AND datname = pg_catalog.current_database()");
+	source_read_clock(sconn,
+					  "SELECT t::pg_catalog.text OPERATOR(pg_catalog.||) '|' "
+					  "OPERATOR(pg_catalog.||) (pg_catalog.timezone(s.reset_val, t) "
+					  "OPERATOR(pg_catalog.-) pg_catalog.timezone('UTC', t))::pg_catalog.text "
+					  "FROM pg_catalog.clock_timestamp() t, pg_catalog.pg_settings s "
+					  "WHERE s.name OPERATOR(pg_catalog.=) 'TimeZone'",
+					  "SELECT pg_catalog.min(xact_start) FROM pg_catalog.pg_stat_activity "
+					  "WHERE xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() "
+					  "AND backend_type = 'client backend' "
+					  "AND datname = pg_catalog.current_database()",
+					  now, offset, oldest);
 }
 
 /*

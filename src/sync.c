@@ -300,22 +300,6 @@ key_of_row(RemoteTable *rt, List *pk, const char *row)
 	return key;
 }
 
-static bool
-equal_names(List *a, List *b)
-{
-	ListCell   *la;
-	ListCell   *lb;
-
-	if (list_length(a) != list_length(b))
-		return false;
-	forboth(la, a, lb, b)
-	{
-		if (strcmp(lfirst(la), lfirst(lb)) != 0)
-			return false;
-	}
-	return true;
-}
-
 /* Staged rows whose target row is flagged deleted (they come back). */
 static int64
 count_revived(SyncCtx *cx, const char *stage)
@@ -582,7 +566,7 @@ state_outdated(SyncCtx *cx, bool reshaped)
 
 	if (st->cursor_value == NULL && st->resume_key == NIL)
 		return NULL;
-	if (st->last_pk != NIL && !equal_names(st->last_pk, cx->pk))
+	if (st->last_pk != NIL && !same_names(st->last_pk, cx->pk))
 		return "primary key changed: table read again in full";
 	if (st->last_cursor && (cx->cursor == NULL || strcmp(st->last_cursor, cx->cursor) != 0))
 		return "cursor column changed: table read again in full";
