@@ -24,6 +24,26 @@ PG_FUNCTION_INFO_V1(dbsync_resync);
 PG_FUNCTION_INFO_V1(dbsync_adopt_table);
 
 /*
+ * The server (argument 0, owned by the caller) and table name (argument 1)
+ * of a function that changes a table's configuration; example shows the
+ * call in the hint when either is NULL.
+ */
+static SourceConfig *
+owned_server_table(FunctionCallInfo fcinfo, const char *example,
+				   ForeignServer **server, char **table)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server and table name must not be NULL"),
+				 errhint("Call %s.", example)));
+	*server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
+	check_server_owner(*server);
+	*table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	return source_config_get((*server)->serverid);
+}
+
+/*
  * dbsync_set_table(server, table, primary_key, cursor_column, enabled):
  * NULL keeps a setting; '{}' / '' resets it to what discovery finds.  A
  * changed key or cursor makes the next run re-read the table.
@@ -33,20 +53,13 @@ dbsync_set_table(PG_FUNCTION_ARGS)
 {
 	ForeignServer *server;
 	SourceConfig *cfg;
-	const char *table;
+	char	   *table;
 	int			nest;
 
 	guard_check_not_active();
 	nest = guard_begin();
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("server and table name must not be NULL"),
-				 errhint("Call dbsync_set_table('server', 'table', primary_key => '{id}').")));
-	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
-	check_server_owner(server);
-	cfg = source_config_get(server->serverid);
-	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	cfg = owned_server_table(fcinfo, "dbsync_set_table('server', 'table', primary_key => '{id}')",
+							 &server, &table);
 
 	SPI_connect();
 	catalog_forget_stale(server->servername, server->serverid);
@@ -98,7 +111,7 @@ dbsync_adopt_table(PG_FUNCTION_ARGS)
 {
 	ForeignServer *server;
 	SourceConfig *cfg;
-	const char *table;
+	char	   *table;
 	Oid			relid;
 	char	   *holder;
 	char	   *mine;
@@ -107,15 +120,7 @@ dbsync_adopt_table(PG_FUNCTION_ARGS)
 
 	guard_check_not_active();
 	nest = guard_begin();
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("server and table name must not be NULL"),
-				 errhint("Call dbsync_adopt_table('server', 'table').")));
-	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
-	check_server_owner(server);
-	cfg = source_config_get(server->serverid);
-	table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	cfg = owned_server_table(fcinfo, "dbsync_adopt_table('server', 'table')", &server, &table);
 	relid = apply_lock_target(cfg->target_schema, table);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
