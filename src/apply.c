@@ -168,7 +168,22 @@ is_widening(Oid oldtype, int32 oldmod, Oid newtype, int32 newmod)
 		}
 		return newmod >= oldmod;
 	}
+	/* text -> varchar(5) casts implicitly, but narrows */
+	if (newmod != -1)
+		return false;
 	return find_coercion_pathway(newtype, oldtype, COERCION_IMPLICIT, &funcid) != COERCION_PATH_NONE;
+}
+
+/*
+ * Would the source's values, read as text into the kept local type, mean
+ * something else there?  timestamp <-> timestamptz: a wall clock read as
+ * an instant in UTC, or the other way round.
+ */
+static bool
+reinterprets_values(Oid oldtype, Oid newtype)
+{
+	return (oldtype == TIMESTAMPOID && newtype == TIMESTAMPTZOID) ||
+		(oldtype == TIMESTAMPTZOID && newtype == TIMESTAMPOID);
 }
 
 /* Primary key column names of a local table, in key order (NIL: none). */
@@ -250,9 +265,17 @@ rekey_target(const char *target, const char *pkname, List *pk)
  * the state was made with no longer hold: the caller re-reads the table).
  * Returns a note on what could not be done (NULL when all is in line).
  */
+static bool
+table_is_empty(const char *target)
+{
+	char	   *v = apply_query_value(psprintf("SELECT NOT EXISTS (SELECT 1 FROM %s)", target));
+
+	return v && strcmp(v, "t") == 0;
+}
+
 static char *
 align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
-					  bool *reshaped)
+					  DeletesMode deletes, bool *reshaped)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	List	   *alters = NIL;
@@ -279,6 +302,17 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
 			alters = lappend(alters, psprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s",
 											  target, quote_identifier(col->name),
 											  col->local_type));
+		else if (reinterprets_values(oldtype, newtype) || name_in_list(pk, col->name))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of table %s is %s at the source but %s locally",
+							col->name, target, col->local_type,
+							format_type_with_typemod(oldtype, oldmod)),
+					 errdetail("%s", name_in_list(pk, col->name) ?
+							   "It is a key column: its values, read into the local type, would no longer match the rows they stand for." :
+							   "The source's values, read into the local type, would mean other instants."),
+					 errhint("Change the local column to the source's type (ALTER TABLE %s ALTER COLUMN %s TYPE %s USING ...) and run dbsync_resync(), or drop the local table to have it loaded again.",
+							 target, quote_identifier(col->name), col->local_type)));
 		else
 			appendStringInfo(&note, "%scolumn \"%s\" is %s at the source but %s locally; local type kept",
 							 note.len ? "; " : "", col->name, col->local_type,
@@ -294,6 +328,14 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
 		*reshaped = true;
 	if (!same_names(localpk, pk))
 	{
+		if (deletes != DELETES_HARD && localpk != NIL && pk != NIL &&
+			!table_is_empty(target))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("primary key of table %s changed at the source", target),
+					 errdetail("With deletes '%s' the table keeps rows the source no longer has; they cannot be given the new key, and re-keying would lose them.",
+							   deletes == DELETES_SOFT ? "soft" : "ignore"),
+					 errhint("Keep syncing with the old key: SELECT dbsync_set_table(server, table, primary_key => '{...}'); or save those rows elsewhere and set deletes 'hard' for one run.")));
 		rekey_target(target, pkname, pk);
 		*reshaped = true;
 	}
@@ -487,7 +529,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 			spi_exec(psprintf("ALTER TABLE %s ADD COLUMN _dbsync_deleted pg_catalog.bool NOT NULL DEFAULT false",
 							  target), SPI_OK_UTILITY);
 		CommandCounterIncrement();
-		*note = align_existing_target(target, relid, rt, pk, reshaped);
+		*note = align_existing_target(target, relid, rt, pk, cfg->deletes, reshaped);
 	}
 
 	/*

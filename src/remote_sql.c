@@ -168,8 +168,9 @@ key_text_local(const char *local_type, const char *expr)
 		return psprintf("pg_catalog.encode(%s, 'hex')", expr);
 	if (strcmp(local_type, "boolean") == 0)
 		return psprintf("(%s)::pg_catalog.int4::pg_catalog.text", expr);
-	if (strncmp(local_type, "timestamp", 9) == 0)
-		return psprintf("pg_catalog.to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US')", expr);
+	if (strncmp(local_type, "timestamp", 9) == 0)	/* to_char(infinity) is NULL */
+		return psprintf("COALESCE(pg_catalog.to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US'), (%s)::pg_catalog.text)",
+						expr, expr);
 	return psprintf("(%s)::pg_catalog.text", expr);
 }
 

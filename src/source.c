@@ -188,7 +188,8 @@ copy_append_escaped(StringInfo buf, const char *s, size_t len)
 
 /*
  * Read a driver's clock query, which returns "now|offset" in one value (one
- * round trip), then its oldest-transaction query (see read_clock).
+ * round trip), then its oldest-transaction query (see read_clock; NULL:
+ * the source's transactions cannot be seen).
  */
 void
 source_read_clock(SourceConn *conn, const char *clock_sql,
@@ -205,5 +206,5 @@ source_read_clock(SourceConn *conn, const char *clock_sql,
 		*bar = '\0';
 		*offset = bar + 1;
 	}
-	*oldest = conn->driver->query_value(conn, oldest_sql);
+	*oldest = oldest_sql ? conn->driver->query_value(conn, oldest_sql) : NULL;
 }

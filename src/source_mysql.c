@@ -94,6 +94,8 @@ typedef struct MyConn
 	bool		connecting;		/* timeouts are connect timeouts */
 	bool		is_tidb;
 	bool		is_mariadb;
+	int			sees_trx;		/* PROCESS privilege: 1 yes, -1 no, 0 not
+								 * asked yet */
 	bool		eof;			/* the stream's last row was read */
 	int			ncols;
 	MyColumn   *cols;
@@ -868,13 +870,18 @@ my_quote_literal(const char *value)
 	return buf.data;
 }
 
-/* ENUM and SET keys order and compare by label (not by their index). */
+/*
+ * ENUM and SET keys order and compare by label (not by their index), in
+ * binary order: under the connection's case-insensitive collation 'a' and
+ * 'A' would tie and a resumed load would skip one of them.
+ */
 static char *
 my_key_expr(RemoteColumn *col)
 {
 	if (col->remote_type && (pg_strncasecmp(col->remote_type, "enum", 4) == 0 ||
 							 pg_strncasecmp(col->remote_type, "set", 3) == 0))
-		return psprintf("CAST(%s AS CHAR)", my_quote_ident(col->name));
+		return psprintf("CAST(%s AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin",
+						my_quote_ident(col->name));
 	return my_quote_ident(col->name);
 }
 
@@ -1298,12 +1305,27 @@ my_query_value(SourceConn *conn, const char *sql)
 static void
 my_read_clock(SourceConn *conn, char **now, char **offset, char **oldest)
 {
+	MyConn	   *c = (MyConn *) conn;
+
+	/*
+	 * Other sessions' transactions need the PROCESS privilege; without it
+	 * lookback alone covers late commits (as the README says).
+	 */
+	if (c->sees_trx == 0)
+	{
+		char	   *n = my_query_value_internal(c,
+												"SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES "
+												"WHERE PRIVILEGE_TYPE = 'PROCESS' AND GRANTEE = "
+												"CONCAT('''', REPLACE(CURRENT_USER(), '@', '''@'''), '''')");
+
+		c->sees_trx = n && strcmp(n, "0") != 0 ? 1 : -1;
+	}
 	source_read_clock(conn,
 					  "SELECT CONCAT(DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00'), '|', "
 					  "COALESCE(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), "
 					  "CONVERT_TZ(UTC_TIMESTAMP(6), '+00:00', @@global.time_zone)), 0), "
 					  "' microseconds')",
-					  ((MyConn *) conn)->is_tidb ?
+					  c->sees_trx < 0 ? NULL : c->is_tidb ?
 					  "SELECT DATE_FORMAT(MIN(START_TIME), '%Y-%m-%d %H:%i:%s.%f+00') "
 					  "FROM information_schema.CLUSTER_TIDB_TRX "
 					  "WHERE SESSION_ID <> CONNECTION_ID()" :

@@ -203,7 +203,8 @@ reconcile_deletes(SourceConfig *cfg, SourceConn *conn, RemoteTable *rt,
 	if (deleted > 0)
 		*rows_total = local_count(target, soft);
 	if (*rows_total < remote_rows)
-		res->message = psprintf("%lld source row(s) are not in the local table (skipped as unconvertible, or committed later than lookback allows); dbsync_resync() reloads the table",
+		res->message = psprintf("%s%s%lld source row(s) are not in the local table (skipped as unconvertible, or committed later than lookback allows); dbsync_resync() reloads the table",
+								res->message ? res->message : "", res->message ? "; " : "",
 								(long long) (remote_rows - *rows_total));
 }
 
@@ -249,6 +250,23 @@ cursor_ceiling(const char *type, const char *now, const char *offset,
 											   "OPERATOR(pg_catalog.+) $3::pg_catalog.interval)::%s::pg_catalog.text",
 											   type), 3, args);
 	return NULL;
+}
+
+/*
+ * The stored cursor brought down to the ceiling, for the next read: after a
+ * clock that went back (a DST fall-back on a zone-less cursor), rows
+ * stamped since are below what was stored.
+ */
+static char *
+cap_cursor_quiet(SyncCtx *cx, const char *value)
+{
+	const char *args[2] = {value, cx->ceiling};
+	const char *t = cx->ccol->local_type;
+
+	if (value == NULL || cx->ceiling == NULL)
+		return (char *) value;
+	return apply_query_value_args(psprintf("SELECT LEAST($1::%s, $2::%s)::pg_catalog.text", t, t),
+								  2, args);
 }
 
 /*
@@ -513,8 +531,8 @@ sync_incremental(SyncCtx *cx)
 	SyncResult *res = cx->res;
 	TableState *st = cx->st;
 	char	   *stage = apply_create_stage(cx->rt->columns);
-	char	   *lower = cursor_lower_bound(st->cursor_value, cx->cfg->lookback,
-										   cx->ccol->local_type);
+	char	   *lower = cursor_lower_bound(cap_cursor_quiet(cx, st->cursor_value),
+										   cx->cfg->lookback, cx->ccol->local_type);
 	int64		inserted;
 	int64		revived = 0;
 	int64		staged;
