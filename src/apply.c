@@ -168,9 +168,19 @@ is_widening(Oid oldtype, int32 oldmod, Oid newtype, int32 newmod)
 		}
 		return newmod >= oldmod;
 	}
-	/* text -> varchar(5) casts implicitly, but narrows */
+	/* to a type with a limit: only the pairs known to keep every value */
 	if (newmod != -1)
-		return false;
+	{
+		int			digits = oldtype == INT2OID ? 5 : oldtype == INT4OID ? 10 :
+			oldtype == INT8OID ? 19 : 0;
+
+		if (newtype == NUMERICOID && digits > 0)
+			return (((newmod - VARHDRSZ) >> 16) & 0xffff) -
+				((newmod - VARHDRSZ) & 0xffff) >= digits;
+		if (newtype == VARCHAROID && oldtype == BPCHAROID && oldmod != -1)
+			return newmod >= oldmod;
+		return false;			/* text -> varchar(5) casts implicitly, but narrows */
+	}
 	return find_coercion_pathway(newtype, oldtype, COERCION_IMPLICIT, &funcid) != COERCION_PATH_NONE;
 }
 
@@ -302,14 +312,15 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
 			alters = lappend(alters, psprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s",
 											  target, quote_identifier(col->name),
 											  col->local_type));
-		else if (reinterprets_values(oldtype, newtype) || name_in_list(pk, col->name))
+		else if (reinterprets_values(oldtype, newtype) ||
+				 (name_in_list(pk, col->name) && !is_widening(newtype, newmod, oldtype, oldmod)))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("column \"%s\" of table %s is %s at the source but %s locally",
 							col->name, target, col->local_type,
 							format_type_with_typemod(oldtype, oldmod)),
 					 errdetail("%s", name_in_list(pk, col->name) ?
-							   "It is a key column: its values, read into the local type, would no longer match the rows they stand for." :
+							   "It is a key column, and the local type cannot hold every source value exactly: keys would no longer match the rows they stand for." :
 							   "The source's values, read into the local type, would mean other instants."),
 					 errhint("Change the local column to the source's type (ALTER TABLE %s ALTER COLUMN %s TYPE %s USING ...) and run dbsync_resync(), or drop the local table to have it loaded again.",
 							 target, quote_identifier(col->name), col->local_type)));
@@ -333,7 +344,7 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("primary key of table %s changed at the source", target),
-					 errdetail("With deletes '%s' the table keeps rows the source no longer has; they cannot be given the new key, and re-keying would lose them.",
+					 errdetail("With the deletes option set to %s, the table keeps rows the source no longer has; they cannot be given the new key, and re-keying would lose them.",
 							   deletes == DELETES_SOFT ? "soft" : "ignore"),
 					 errhint("Keep syncing with the old key: SELECT dbsync_set_table(server, table, primary_key => '{...}'); or save those rows elsewhere and set deletes 'hard' for one run.")));
 		rekey_target(target, pkname, pk);

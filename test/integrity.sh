@@ -258,6 +258,20 @@ wh_psql -q -c "CREATE SERVER imy8 FOREIGN DATA WRAPPER dbsync OPTIONS (source_ty
 wh_psql -q -c "SET client_min_messages = warning" -c "CALL dbsync_sync('imy8')" >/dev/null 2>&1
 check "8 mysql: ENUM keys differing in case or accent all arrive in a checkpointed load" \
     [ "$(wh_val "SELECT string_agg(e, ',' ORDER BY v) FROM imy8.en")" = "a,A,b,B,e,é" ]
+# widenings keep working, narrowings at the source keep the wider local key
+my_sql -e "CREATE TABLE integ_my.wid (id int unsigned PRIMARY KEY, amt int, code varchar(20), updated_at timestamp(6) NOT NULL);
+    INSERT INTO integ_my.wid VALUES (1, 10, 'abc', '2024-01-01'), (4294967295, 20, 'xyz', '2024-01-02');
+    CREATE TABLE integ_my.nkey (k varchar(20) PRIMARY KEY, updated_at timestamp(6) NOT NULL);
+    INSERT INTO integ_my.nkey VALUES ('short', '2024-01-01');" >/dev/null
+wh_psql -q -c "ALTER SERVER imy8 OPTIONS (SET tables 'en,wid,nkey')" -c "SELECT count(*) FROM dbsync_run('imy8')" >/dev/null
+my_sql -e "ALTER TABLE integ_my.wid MODIFY id bigint unsigned NOT NULL, MODIFY amt decimal(15,2);
+    INSERT INTO integ_my.wid VALUES (18446744073709551615, 1.25, 'big', '2024-01-03');
+    ALTER TABLE integ_my.nkey MODIFY k varchar(10) NOT NULL" >/dev/null
+msg=$(run imy8 wid)
+check "8 mysql: int unsigned -> bigint unsigned key and int -> decimal(15,2) are widened ($(head -c 80 <<<"$msg"))" grep -q "^ok" <<<"$msg"
+same "8 mysql: widened table follows the source" "$(my_rows wid "id, amt, code")" "$(wh_rows imy8.wid "id, amt, code")"
+msg=$(run imy8 nkey)
+check "8 mysql: a key narrowed at the source keeps the wider local key ($(head -c 80 <<<"$msg"))" grep -q "^ok" <<<"$msg"
 my_root_sql -e "REVOKE PROCESS ON *.* FROM '$SRC_USER'@'127.0.0.1'" >/dev/null
 my_sql -e "UPDATE integ_my.en SET v = 7, updated_at = '2024-02-01' WHERE e = 'b'" >/dev/null
 msg=$(run imy8 en)
