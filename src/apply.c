@@ -275,8 +275,8 @@ rekey_target(const char *target, const char *pkname, List *pk)
  * the state was made with no longer hold: the caller re-reads the table).
  * Returns a note on what could not be done (NULL when all is in line).
  */
-static bool
-table_is_empty(const char *target)
+bool
+apply_is_empty(const char *target)
 {
 	char	   *v = apply_query_value(psprintf("SELECT NOT EXISTS (SELECT 1 FROM %s)", target));
 
@@ -340,7 +340,7 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
 	if (!same_names(localpk, pk))
 	{
 		if (deletes != DELETES_HARD && localpk != NIL && pk != NIL &&
-			!table_is_empty(target))
+			!apply_is_empty(target))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("primary key of table %s changed at the source", target),

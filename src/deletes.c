@@ -150,23 +150,20 @@ delete_missing_keys(SourceConn *conn, const char *schema, RemoteTable *rt,
 	const SourceDriver *drv = conn->driver;
 	List	   *kcols = NIL;
 	ListCell   *lc;
-	StringInfoData sql;
+	RemoteQuery q = {0};
 	char	   *keystage;
 	int64		n;
 
 	foreach(lc, pk)
 		kcols = lappend(kcols, find_column(rt, lfirst(lc)));
 	keystage = apply_create_stage(kcols);
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT ");
-	foreach(lc, kcols)
-		appendStringInfo(&sql, "%s%s", lc == list_head(kcols) ? "" : ", ",
-						 drv->column_expr(lfirst(lc)));
-	appendStringInfo(&sql, " FROM %s.%s", drv->quote_ident(schema), drv->quote_ident(rt->name));
+	q.schema = schema;
+	q.table = rt;
+	q.columns = kcols;
 	if (buckets != NIL)
-		appendStringInfo(&sql, " WHERE %s IN (%s)", drv->key_bucket(remote_text),
-						 bucket_list(drv, buckets));
-	*keys_read = (int64) apply_copy(conn, sql.data, kcols, keystage, NULL);
+		q.filter = psprintf("%s IN (%s)", drv->key_bucket(remote_text),
+							bucket_list(drv, buckets));
+	*keys_read = (int64) apply_copy(conn, remote_select_sql(drv, &q), kcols, keystage, NULL);
 	n = apply_delete_missing(target, keystage, pk, soft,
 							 buckets == NIL ? NULL :
 							 psprintf("%s IN (%s)", drv->local_key_bucket(local_text),

@@ -116,6 +116,11 @@ remote_select_sql(const SourceDriver *drv, RemoteQuery *q)
 						 drv->quote_literal(q->cursor_upper));
 		conj = " AND ";
 	}
+	if (q->filter)
+	{
+		appendStringInfo(&sql, "%s%s", conj, q->filter);
+		conj = " AND ";
+	}
 	if (q->after_key != NIL)
 	{
 		appendStringInfoString(&sql, conj);

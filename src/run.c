@@ -231,18 +231,6 @@ emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 	tuplestore_putvalues(out->rsinfo->setResult, out->rsinfo->setDesc, values, nulls);
 }
 
-/*
- * Errors that must stop the whole statement rather than one table: a real
- * cancel, timeout or shutdown.  Out of memory is not one of them: the
- * table's subtransaction gives back what it took (an "out of shared
- * memory" for locks included), and the other tables go on.
- */
-static bool
-is_fatal_interrupt(ErrorData *edata)
-{
-	return subxact_is_interrupt(edata);
-}
-
 /* "message: detail (hint)" for dbsync.status and the run's result. */
 static char *
 error_text(ErrorData *edata)
@@ -403,7 +391,8 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			if (*conn)
 				source_discard(*conn);
 			*conn = NULL;
-			if (is_fatal_interrupt(edata))
+			/* a real cancel, timeout or shutdown stops the run, not one table */
+			if (subxact_is_interrupt(edata))
 				ReThrowError(edata);
 			/* a value that cannot be converted: with skip, go row by row */
 			if (cfg->on_row_error == ROW_ERROR_SKIP && !total->careful &&
@@ -572,7 +561,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 	{
 		ErrorData  *edata = subxact_abort(&sx);
 
-		if (is_fatal_interrupt(edata))
+		if (subxact_is_interrupt(edata))
 			ReThrowError(edata);
 		record_server_error(out, cfg, server_name, only_table, edata, started);
 		return;

@@ -156,6 +156,8 @@ typedef struct RemoteQuery
 	bool		cursor_is_null; /* only rows whose cursor IS NULL */
 	List	   *pk;				/* char *: order by these */
 	List	   *after_key;		/* char *: values; rows with pk > these */
+	const char *filter;			/* a predicate in the source's dialect, built
+								 * from the driver's own expressions, or NULL */
 	int64		limit;			/* 0 = no limit */
 } RemoteQuery;
 

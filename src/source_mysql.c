@@ -107,6 +107,7 @@ typedef struct MyConn
 	StringInfoData chunk;		/* COPY text handed to the engine */
 	StringInfoData scratch;		/* one value being built */
 	int			nkeys;			/* key columns of the stream */
+	int		   *keycol;			/* the stream column of each key column */
 	StringInfoData *keys;		/* the last row's key, source form, in key
 								 * order */
 } MyConn;
@@ -1402,6 +1403,7 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 		for (i = 0; i < c->nkeys; i++)
 			pfree(c->keys[i].data);
 		pfree(c->keys);
+		pfree(c->keycol);
 		c->keys = NULL;
 	}
 	c->nkeys = 0;
@@ -1463,8 +1465,14 @@ my_stream_start(SourceConn *conn, const char *select_sql, List *columns)
 		MemoryContext old = MemoryContextSwitchTo(c->cxt);
 
 		c->keys = palloc(sizeof(StringInfoData) * c->nkeys);
+		c->keycol = palloc0(sizeof(int) * c->nkeys);
 		for (i = 0; i < c->nkeys; i++)
 			initStringInfo(&c->keys[i]);
+		for (i = 0; i < c->ncols; i++)
+		{
+			if (c->cols[i].key_index > 0)
+				c->keycol[c->cols[i].key_index - 1] = i;
+		}
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -1526,11 +1534,13 @@ my_stream_next(SourceConn *conn, const char **data, int *len)
 			break;
 		}
 		appendStringInfoChar(&c->chunk, '\n');
-		for (i = 0; c->nkeys > 0 && i < c->ncols; i++)
+		/* the key of the row, as the source sent it (a resume starts after it) */
+		for (i = 0; i < c->nkeys; i++)
 		{
-			if (c->cols[i].key_index > 0 && row[i] != NULL)
-				mysql_key_source_form(&c->keys[c->cols[i].key_index - 1], &c->cols[i],
-									  row[i], lengths[i]);
+			int			k = c->keycol[i];
+
+			if (row[k] != NULL)
+				mysql_key_source_form(&c->keys[i], &c->cols[k], row[k], lengths[k]);
 		}
 	}
 	if (c->eof)

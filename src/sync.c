@@ -125,15 +125,6 @@ max_value(const char *relname, const char *column)
 									  quote_identifier(column), relname));
 }
 
-static bool
-is_empty(const char *relname)
-{
-	char	   *v = apply_query_value(psprintf("SELECT NOT EXISTS (SELECT 1 FROM %s)",
-											   relname));
-
-	return v && strcmp(v, "t") == 0;
-}
-
 static int64
 local_count(const char *relname, bool soft)
 {
@@ -253,46 +244,40 @@ cursor_ceiling(const char *type, const char *now, const char *offset,
 }
 
 /*
- * The stored cursor brought down to the ceiling, for the next read: after a
- * clock that went back (a DST fall-back on a zone-less cursor), rows
- * stamped since are below what was stored.
+ * The larger of two cursor values (either may be NULL), never above the
+ * ceiling: a value stored above it (by an older version, or before a clock
+ * went back, as at a DST fall-back on a zone-less cursor) comes down to it,
+ * so the next read starts low enough.
  */
 static char *
-cap_cursor_quiet(SyncCtx *cx, const char *value)
-{
-	const char *args[2] = {value, cx->ceiling};
-	const char *t = cx->ccol->local_type;
-
-	if (value == NULL || cx->ceiling == NULL)
-		return (char *) value;
-	return apply_query_value_args(psprintf("SELECT LEAST($1::%s, $2::%s)::pg_catalog.text", t, t),
-								  2, args);
-}
-
-/*
- * The cursor value to store: the larger of the old and the new one, but
- * never above the ceiling (a value stored above it, by an older version or
- * a clock that went back, comes down to it).
- */
-static char *
-cap_cursor(SyncCtx *cx, const char *old_value, const char *new_value)
+limit_cursor(SyncCtx *cx, const char *old_value, const char *new_value)
 {
 	const char *args[3] = {old_value, new_value, cx->ceiling};
 	const char *t = cx->ccol->local_type;
-	char	   *ahead;
 
 	if (old_value == NULL && new_value == NULL)
 		return NULL;
+	if (cx->ceiling == NULL && (old_value == NULL || new_value == NULL))
+		return (char *) (old_value ? old_value : new_value);
+	return apply_query_value_args(psprintf("SELECT LEAST(GREATEST($1::%s, $2::%s), $3::%s)::pg_catalog.text",
+										   t, t, t), 3, args);
+}
+
+/* The cursor value to store; the run says so when the source's clock held it. */
+static char *
+cap_cursor(SyncCtx *cx, const char *old_value, const char *new_value)
+{
 	if (cx->clock_ceiling && new_value)
 	{
-		const char *a2[2] = {new_value, cx->clock_ceiling};
+		const char *t = cx->ccol->local_type;
+		const char *args[2] = {new_value, cx->clock_ceiling};
+		char	   *ahead = apply_query_value_args(psprintf("SELECT $1::%s > $2::%s", t, t),
+												   2, args);
 
-		ahead = apply_query_value_args(psprintf("SELECT $1::%s > $2::%s", t, t), 2, a2);
 		if (ahead && strcmp(ahead, "t") == 0)
 			cx->res->message = pstrdup("cursor values ahead of the source's clock: the stored cursor stays at the clock, and those rows are read again by every run until it passes them");
 	}
-	return apply_query_value_args(psprintf("SELECT LEAST(GREATEST($1::%s, $2::%s), $3::%s)::pg_catalog.text",
-										   t, t, t), 3, args);
+	return limit_cursor(cx, old_value, new_value);
 }
 
 /* The key of a streamed row (COPY text), taken in the source's own order. */
@@ -415,7 +400,7 @@ sync_initial(SyncCtx *cx, bool one_batch)
 		res->mode = "initial";
 		hw = cap_cursor(cx, NULL, normalize_value(conn->driver->query_value(conn, sql),
 												  cx->ccol->local_type));
-		direct = st->pk_override == NIL && !res->careful && is_empty(cx->target);
+		direct = st->pk_override == NIL && !res->careful && apply_is_empty(cx->target);
 		total = 0;
 	}
 	else
@@ -531,7 +516,7 @@ sync_incremental(SyncCtx *cx)
 	SyncResult *res = cx->res;
 	TableState *st = cx->st;
 	char	   *stage = apply_create_stage(cx->rt->columns);
-	char	   *lower = cursor_lower_bound(cap_cursor_quiet(cx, st->cursor_value),
+	char	   *lower = cursor_lower_bound(limit_cursor(cx, st->cursor_value, NULL),
 										   cx->cfg->lookback, cx->ccol->local_type);
 	int64		inserted;
 	int64		revived = 0;
@@ -594,12 +579,6 @@ state_outdated(SyncCtx *cx, bool reshaped)
 }
 
 /*
- * Sync one table in the caller's subtransaction: prepare the target, pick
- * the mode, run it in one snapshot of the source, and record the state.
- * With one_batch, an initial load stops after a checkpoint (res->done =
- * false) for the caller to commit.
- */
-/*
  * A working copy of a table's description: a sync sets its key and local
  * types in memory that ends with the sync, the caller's stays as it was.
  */
@@ -622,6 +601,12 @@ copy_table(RemoteTable *rt)
 	return copy;
 }
 
+/*
+ * Sync one table in the caller's subtransaction: prepare the target, pick
+ * the mode, run it in one snapshot of the source, and record the state.
+ * With one_batch, an initial load stops after a checkpoint (res->done =
+ * false) for the caller to commit.
+ */
 void
 sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		   bool one_batch, SyncResult *res)
