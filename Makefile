@@ -22,7 +22,10 @@ OBJS = \
 	src/admin.o \
 	src/subxact.o \
 	src/guard.o \
-	src/worker.o
+	src/worker.o \
+	src/progress.o \
+	src/history.o \
+	src/health.o
 
 PG_CONFIG ?= pg_config
 MARIADB_CONFIG ?= $(shell command -v mariadb_config || command -v mysql_config)

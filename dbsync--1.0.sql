@@ -41,6 +41,27 @@ CREATE TABLE dbsync.tables (
     last_row_error_sample jsonb,
     remote_missing_since  timestamptz,          -- table gone at the source
     source_flavor         text,                 -- e.g. "TiDB v7.5.1", "YugabyteDB 2.25.0.0"
+    -- health (dbsync.status) and the auto-sync's schedule
+    health_state          text NOT NULL DEFAULT 'ok'
+                          CHECK (health_state IN ('ok', 'failing', 'paused')),
+    last_attempt_at       timestamptz,
+    freshness_at          timestamptz,          -- start of the last successful read
+    consecutive_failures  integer NOT NULL DEFAULT 0,
+    first_failure_at      timestamptz,          -- start of the current failure streak
+    last_sqlstate         text,
+    last_error_class      text,
+    next_attempt_at       timestamptz,          -- the auto-sync's next try (schedule, backoff)
+    paused_at             timestamptz,
+    paused_reason         text,
+    -- totals that only grow (pruning dbsync.runs never resets them)
+    runs_total            bigint NOT NULL DEFAULT 0,
+    failures_total        bigint NOT NULL DEFAULT 0,
+    rows_read_total       bigint NOT NULL DEFAULT 0,
+    rows_upserted_total   bigint NOT NULL DEFAULT 0,
+    rows_deleted_total    bigint NOT NULL DEFAULT 0,
+    rows_skipped_total    bigint NOT NULL DEFAULT 0,
+    bytes_read_total      bigint NOT NULL DEFAULT 0,
+    last_duration         interval,
     PRIMARY KEY (server, table_name)
 );
 REVOKE ALL ON dbsync.tables FROM PUBLIC;
@@ -67,10 +88,31 @@ SELECT t.server::name AS server,
        t.resume_key IS NOT NULL AS initial_load_pending,
        t.remote_missing_since,
        t.source_flavor,
-       t.enabled
+       t.enabled,
+       CASE WHEN NOT t.enabled THEN 'disabled'
+            WHEN t.paused_at IS NOT NULL THEN 'paused'
+            WHEN t.consecutive_failures OPERATOR(pg_catalog.>) 0 THEN 'failing'
+            WHEN t.last_synced_at IS NULL AND t.resume_key IS NOT NULL THEN 'initial_load'
+            WHEN t.last_synced_at IS NULL THEN 'never_run'
+            WHEN o.every IS NOT NULL AND pg_catalog.now() OPERATOR(pg_catalog.-) t.freshness_at
+                 OPERATOR(pg_catalog.>) (o.every OPERATOR(pg_catalog.*) 2::pg_catalog.float8
+                 OPERATOR(pg_catalog.+) '5 min'::pg_catalog.interval) THEN 'stale'
+            ELSE 'ok' END AS health,
+       t.last_synced_at AS last_success_at,
+       t.last_attempt_at,
+       t.consecutive_failures,
+       t.next_attempt_at,
+       t.paused_at,
+       t.paused_reason,
+       t.freshness_at,
+       t.last_sqlstate,
+       t.last_error_class
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) t.server
    AND t.server_oid OPERATOR(pg_catalog.=) s.oid     -- not a dropped server's of the same name
+  LEFT JOIN LATERAL (SELECT o.option_value::pg_catalog.interval AS every
+                       FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+                      WHERE o.option_name OPERATOR(pg_catalog.=) 'sync_interval') o ON true
  WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
 CREATE INDEX ON dbsync.tables (target_relid);
 GRANT USAGE ON SCHEMA dbsync TO PUBLIC;
@@ -124,3 +166,131 @@ AS 'MODULE_PATHNAME', 'dbsync_adopt_table'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION public.dbsync_adopt_table(name, text) IS
     'make the existing table under the target''s name (owned by the server''s owner) the target of this table, e.g. after a restore; the next run compares it in full';
+
+-- Run history: one row per table per run, written once when the table ends
+-- (with its data on success; after the rollback on failure), and as
+-- 'aborted' for runs that a cancel, timeout, kill or crash cut short.
+CREATE SEQUENCE dbsync.run_id_seq;
+REVOKE ALL ON dbsync.run_id_seq FROM PUBLIC;
+CREATE TABLE dbsync.run_history (
+    run_id        bigint NOT NULL,       -- one per dbsync_run() / CALL / worker run
+    server        text NOT NULL,
+    server_oid    oid,
+    table_name    text,                  -- NULL: the server failed before its tables
+    trigger       text NOT NULL CHECK (trigger IN ('sql', 'call', 'worker')),
+    mode          text,
+    started_at    timestamptz NOT NULL,
+    finished_at   timestamptz NOT NULL,
+    status        text NOT NULL CHECK (status IN ('ok', 'error', 'skipped', 'aborted')),
+    rows_read     bigint,
+    rows_upserted bigint,
+    rows_deleted  bigint,
+    rows_skipped  bigint,
+    bytes_read    bigint,
+    cursor_from   text,
+    cursor_to     text,
+    sqlstate      text,
+    error_class   text,
+    error         text,
+    error_detail  text,
+    error_hint    text,
+    pid           integer
+);
+REVOKE ALL ON dbsync.run_history FROM PUBLIC;
+CREATE INDEX run_history_table_idx ON dbsync.run_history (server, COALESCE(table_name, ''), finished_at DESC);
+CREATE INDEX run_history_finished_idx ON dbsync.run_history (finished_at);
+
+CREATE VIEW dbsync.runs WITH (security_barrier) AS
+SELECT r.run_id, r.server::name AS server, r.table_name, r.trigger, r.mode,
+       r.started_at, r.finished_at, r.status, r.rows_read, r.rows_upserted,
+       r.rows_deleted, r.rows_skipped, r.bytes_read, r.cursor_from, r.cursor_to,
+       r.sqlstate, r.error_class, r.error, r.error_detail, r.error_hint, r.pid
+  FROM dbsync.run_history r
+  JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) r.server
+   AND r.server_oid OPERATOR(pg_catalog.=) s.oid
+ WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
+GRANT SELECT ON dbsync.runs TO PUBLIC;
+COMMENT ON VIEW dbsync.runs IS
+    'one row per table per run (ok, error, skipped, aborted), kept for dbsync.history_retention';
+
+-- Live progress of every table being synced (needs dbsync in shared_preload_libraries).
+CREATE FUNCTION dbsync.progress_slots(
+    OUT pid integer, OUT server_oid oid, OUT server name, OUT table_name text,
+    OUT trigger text, OUT mode text, OUT phase text, OUT started_at timestamptz,
+    OUT phase_started_at timestamptz, OUT updated_at timestamptz,
+    OUT rows_read bigint, OUT rows_applied bigint, OUT bytes_read bigint,
+    OUT rows_estimated bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbsync_progress_slots'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW dbsync.progress WITH (security_barrier) AS
+SELECT p.pid, p.server, p.table_name, p.trigger, p.mode, p.phase, p.started_at,
+       p.phase_started_at, p.rows_read, p.rows_applied, p.bytes_read, p.rows_estimated,
+       CASE WHEN p.rows_estimated OPERATOR(pg_catalog.>) 0
+            THEN pg_catalog.round(LEAST(100::pg_catalog.numeric,
+                 100::pg_catalog.numeric OPERATOR(pg_catalog.*) p.rows_read
+                 OPERATOR(pg_catalog./) p.rows_estimated), 1) END AS pct,
+       pg_catalog.round(p.rows_read::pg_catalog.numeric OPERATOR(pg_catalog./)
+             GREATEST(0.001::pg_catalog.numeric,
+               pg_catalog.date_part('epoch', p.updated_at OPERATOR(pg_catalog.-) p.started_at)::pg_catalog.numeric), 1)
+         AS rows_per_sec,
+       CASE WHEN p.rows_estimated OPERATOR(pg_catalog.>) p.rows_read AND p.rows_read OPERATOR(pg_catalog.>) 0
+            THEN pg_catalog.make_interval(secs => pg_catalog.round(
+                 ((p.rows_estimated OPERATOR(pg_catalog.-) p.rows_read)::pg_catalog.float8
+                  OPERATOR(pg_catalog.*) pg_catalog.date_part('epoch', p.updated_at OPERATOR(pg_catalog.-) p.started_at)
+                  OPERATOR(pg_catalog./) p.rows_read::pg_catalog.float8)::pg_catalog.numeric)::pg_catalog.float8)
+       END AS eta,
+       p.updated_at
+  FROM dbsync.progress_slots() p
+ WHERE pg_catalog.has_server_privilege(p.server_oid, 'USAGE');
+GRANT SELECT ON dbsync.progress TO PUBLIC;
+COMMENT ON VIEW dbsync.progress IS
+    'live: one row per table (or server connecting) being synced now by any backend or worker';
+
+-- One row per table, label columns and numbers only: for Prometheus exporters.
+CREATE VIEW dbsync.metrics WITH (security_barrier) AS
+SELECT st.server::pg_catalog.text AS server, st.table_name,
+       COALESCE(st.target::pg_catalog.text, '') AS target,
+       st.health,
+       (st.health OPERATOR(pg_catalog.=) 'ok')::pg_catalog.int4 AS healthy,
+       (st.health OPERATOR(pg_catalog.=) 'failing')::pg_catalog.int4 AS failing,
+       (st.health OPERATOR(pg_catalog.=) 'paused')::pg_catalog.int4 AS paused,
+       (st.health OPERATOR(pg_catalog.=) 'stale')::pg_catalog.int4 AS stale,
+       (p.pid IS NOT NULL)::pg_catalog.int4 AS running,
+       COALESCE(pg_catalog.date_part('epoch', st.last_success_at), 0) AS last_success_timestamp_seconds,
+       COALESCE(pg_catalog.date_part('epoch', st.last_attempt_at), 0) AS last_attempt_timestamp_seconds,
+       COALESCE(pg_catalog.date_part('epoch', st.freshness_at), 0) AS freshness_timestamp_seconds,
+       COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) st.freshness_at), -1)
+         AS staleness_seconds,
+       COALESCE(pg_catalog.date_part('epoch', st.next_attempt_at), 0) AS next_attempt_timestamp_seconds,
+       COALESCE(pg_catalog.date_part('epoch', t.last_duration), 0) AS last_duration_seconds,
+       st.consecutive_failures,
+       COALESCE(st.rows_total, 0) AS rows,
+       t.runs_total, t.failures_total, t.rows_read_total, t.rows_upserted_total,
+       t.rows_deleted_total, t.rows_skipped_total, t.bytes_read_total,
+       COALESCE(p.rows_read, 0) AS progress_rows_read,
+       COALESCE(p.rows_estimated, 0) AS progress_rows_estimated
+  FROM dbsync.status st
+  JOIN dbsync.tables t ON t.server OPERATOR(pg_catalog.=) st.server::pg_catalog.text
+   AND t.table_name OPERATOR(pg_catalog.=) st.table_name
+  LEFT JOIN dbsync.progress p ON p.server OPERATOR(pg_catalog.=) st.server
+   AND p.table_name OPERATOR(pg_catalog.=) st.table_name;
+GRANT SELECT ON dbsync.metrics TO PUBLIC;
+COMMENT ON VIEW dbsync.metrics IS
+    'one row per table: labels (server, table_name, target, health) and numbers (epoch seconds, totals that only grow, 0/1 flags) for postgres_exporter / sql_exporter';
+
+CREATE FUNCTION public.dbsync_pause(server name, table_name text DEFAULT NULL,
+    reason text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dbsync_pause'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION public.dbsync_pause(name, text, text) IS
+    'stop syncing a table (or every known table of a server) until dbsync_resume(); returns the number of tables paused';
+
+CREATE FUNCTION public.dbsync_resume(server name, table_name text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dbsync_resume'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION public.dbsync_resume(name, text) IS
+    'undo a pause (by dbsync_pause or after repeated failures) and clear the backoff: the next auto-sync tries the table at once';

@@ -703,6 +703,7 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 				break;
 			}
 			remember_last_row(copy_pending, copy_pending_len);
+			progress_row(copy_pending_len);
 			continue;
 		}
 		n = Min(copy_pending_len, maxread - got);
@@ -736,6 +737,7 @@ apply_copy(SourceConn *conn, const char *select_sql, List *columns,
 	options = list_make1(makeDefElem("encoding",
 									 (Node *) makeString(unconstify(char *, GetDatabaseEncodingName())), -1));
 
+	progress_phase_copy();
 	conn->driver->stream_start(conn, select_sql, columns);
 	copy_conn = conn;
 	copy_pending = NULL;
@@ -1015,6 +1017,7 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	ListCell   *lc;
 	bool		first = true;
 
+	progress_phase("applying");
 	initStringInfo(&sql);
 	if (inserted)
 		appendStringInfoString(&sql, "WITH up AS (");
@@ -1216,8 +1219,10 @@ apply_mirror_multiset(const char *target, const char *stage, List *columns,
 	StringInfoData sql;
 	ListCell   *lc;
 	int			i = 0;
+
 	bool		soft = deletes == DELETES_SOFT;
 
+	progress_phase("applying");
 	*deleted = 0;
 	if (deletes != DELETES_IGNORE)
 		*deleted = multiset_remove_surplus(target, stage, columns, soft);

@@ -82,7 +82,7 @@ catalog_owner(void)
  * statement, with every value a parameter: nothing a user set or created
  * (search_path, operators, functions, casts) takes part in it.
  */
-static void
+void
 catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 			 const char *nulls, int expect)
 {
@@ -418,8 +418,11 @@ catalog_save_flavor(const char *server, const char *table, const char *flavor)
 				 3, types, values, NULL, SPI_OK_UPDATE);
 }
 
-/* A table known from earlier runs is gone at the source: keep its data. */
-void
+/*
+ * A known table is gone at the source: keep its data.  Returns whether it
+ * was ever synced (a table only registered has no data to keep).
+ */
+bool
 catalog_note_missing(const char *server, const char *table)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
@@ -429,8 +432,38 @@ catalog_note_missing(const char *server, const char *table)
 	values[1] = CStringGetTextDatum(table);
 	catalog_exec("UPDATE dbsync.tables SET remote_missing_since = "
 				 "COALESCE(remote_missing_since, pg_catalog.now()) "
-				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2 "
+				 "AND last_synced_at IS NOT NULL",
 				 2, types, values, NULL, SPI_OK_UPDATE);
+	return SPI_processed > 0;
+}
+
+/*
+ * Make the tables a run is about to sync known (dbsync.status shows them,
+ * the auto-sync counts them as due) before the first of them starts.
+ * Returns whether any was new.
+ */
+bool
+catalog_register(const char *server, Oid serverid, const char *target_schema,
+				 List *tables)
+{
+	Oid			types[4] = {TEXTOID, TEXTARRAYOID, TEXTOID, OIDOID};
+	Datum		values[4];
+
+	if (tables == NIL)
+		return false;
+	values[0] = CStringGetTextDatum(server);
+	values[1] = list_to_text_array(tables);
+	values[2] = CStringGetTextDatum(target_schema);
+	values[3] = ObjectIdGetDatum(serverid);
+	catalog_exec("INSERT INTO dbsync.tables (server, table_name, target_schema, target_table, server_oid) "
+				 "SELECT $1, n, $3, n, $4 FROM pg_catalog.unnest($2) AS n "
+				 /* never wait for a run that holds a known table's row */
+				 "WHERE NOT EXISTS (SELECT FROM dbsync.tables k WHERE k.server OPERATOR(pg_catalog.=) $1 "
+				 "AND k.table_name OPERATOR(pg_catalog.=) n) "
+				 "ON CONFLICT (server, table_name) DO NOTHING",
+				 4, types, values, NULL, SPI_OK_INSERT);
+	return SPI_processed > 0;
 }
 
 /* Remote table names this server has state for (synced_only: synced once). */

@@ -19,6 +19,7 @@
 
 #include "postgres.h"
 #include "nodes/pg_list.h"
+#include "datatype/timestamp.h"
 
 /* deletes option */
 typedef enum DeletesMode
@@ -156,7 +157,36 @@ typedef struct SyncResult
 	int64		run_deleted;
 	int64		rows_skipped;	/* rows that could not be converted */
 	char	   *row_sample;		/* jsonb text: the first of them */
+	char	   *cursor_from;	/* stored cursor when the step started */
+	char	   *cursor_to;		/* stored cursor when it ended */
+	bool		progressed;		/* in: an earlier step of this run committed */
 } SyncResult;
+
+/* One table's run, as dbsync.runs records it (history.c). */
+typedef struct RunRecord
+{
+	int64		run_id;
+	char	   *server;
+	Oid			serverid;
+	char	   *table;			/* NULL: the server failed before its tables */
+	const char *trigger;		/* sql | call | worker */
+	char	   *mode;
+	TimestampTz started_at;
+	TimestampTz finished_at;	/* 0: now */
+	const char *status;			/* ok | error | skipped | aborted */
+	int64		rows_read;
+	int64		rows_upserted;
+	int64		rows_deleted;
+	int64		rows_skipped;
+	int64		bytes_read;
+	char	   *cursor_from;
+	char	   *cursor_to;
+	char	   *sqlstate;
+	const char *error_class;
+	char	   *error;
+	char	   *detail;
+	char	   *hint;
+} RunRecord;
 
 /* in guard.c */
 typedef struct GuardUser
@@ -188,11 +218,14 @@ extern bool subxact_is_interrupt(ErrorData *edata);
 extern SourceConfig *source_config_get(Oid serverid);
 extern List *split_list_option(const char *value);
 extern Oid	dbsync_fdw_oid(void);
+extern int64 interval_usecs(const char *text);
 
 /* in typemap.c */
 extern void typemap_resolve(RemoteTable *table);
 
 /* in catalog.c */
+extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+						 const char *nulls, int expect);
 extern TableState *catalog_load(const char *server, const char *table);
 extern void catalog_ensure(const char *server, Oid serverid, const char *table,
 						   const char *target_schema);
@@ -212,7 +245,9 @@ extern void catalog_save_checkpoint(const char *server, const char *table,
 extern void catalog_save_target(const char *server, const char *table,
 								Oid relid);
 extern char *catalog_target_user(Oid relid);
-extern void catalog_note_missing(const char *server, const char *table);
+extern bool catalog_note_missing(const char *server, const char *table);
+extern bool catalog_register(const char *server, Oid serverid,
+							 const char *target_schema, List *tables);
 extern void catalog_set_table(const char *server, const char *table, Datum pk,
 							  bool pk_null, const char *cursor, int enabled);
 extern int64 catalog_forget_state(const char *server, const char *table);
@@ -237,7 +272,48 @@ extern void check_server_owner(struct ForeignServer *server);
 /* in run.c (also) */
 extern void dbsync_sync_server_batched(Oid serverid);
 
+/* in history.c */
+extern int	dbsync_history_retention;
+extern void history_init(void);
+extern int64 history_new_run_id(void);
+extern void history_open(RunRecord *r);
+extern void history_record(RunRecord *r);
+extern void history_note_interrupt(ErrorData *edata);
+extern void history_recover(void);
+extern void history_prune(void);
+
+/* in health.c */
+extern int	dbsync_retry_min;
+extern int	dbsync_retry_max;
+extern int	dbsync_pause_after_failures;
+extern int	dbsync_pause_after;
+extern const char *health_error_class(int sqlerrcode);
+extern void health_record_success(RunRecord *r, TimestampTz freshness,
+								  int interval_secs);
+extern void health_record_failure(RunRecord *r, bool progressed,
+								  int interval_secs);
+extern bool health_table_due(const char *server, const char *table,
+							 bool scheduled, char **why);
+extern void health_park(const char *server, List *tables);
+
+/* in progress.c */
+extern void progress_init(void);
+extern bool progress_claim_prune(int every_secs);
+extern void progress_begin(Oid serverid, const char *server, const char *table,
+						   const char *trigger, bool with_notices);
+extern void progress_end(void);
+extern void progress_phase(const char *phase);
+extern void progress_phase_copy(void);
+extern void progress_mode(const char *mode);
+extern void progress_estimate(int64 rows);
+extern bool progress_has_estimate(void);
+extern void progress_row(int len);
+extern void progress_applied(int64 rows);
+extern void progress_counts(int64 *rows_read, int64 *bytes_read);
+extern void progress_busy(Oid serverid, int *busy, int *busy_workers);
+
 /* in worker.c */
+extern int	dbsync_max_workers;
 extern void dbsync_register_launcher(void);
 
 /* in dbsync.c */

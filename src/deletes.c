@@ -188,10 +188,10 @@ deletes_reconcile(SourceConn *conn, SourceConfig *cfg, RemoteTable *rt,
 	char	   *local_text;
 	char	   *stage;
 	List	   *buckets;
-
 	int64		keys_read;
 	char	   *n;
 
+	progress_phase("deleting");
 	local_text = local_key_text(rt, pk);
 	if (texts == NIL)
 		return delete_missing_keys(conn, cfg->schema, rt, pk, target, soft,

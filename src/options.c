@@ -520,3 +520,16 @@ source_config_get(Oid serverid)
 						 quote_identifier(cfg->server_name))));
 	return cfg;
 }
+
+/* An interval's length in microseconds (a month counts 30 days). */
+int64
+interval_usecs(const char *text)
+{
+	Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+														   CStringGetDatum(text),
+														   ObjectIdGetDatum(InvalidOid),
+														   Int32GetDatum(-1)));
+
+	return iv->time + (int64) iv->day * USECS_PER_DAY +
+		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+}

@@ -154,6 +154,30 @@ remote_max_sql(const SourceDriver *drv, const char *schema, const char *table,
 	return sql.data;
 }
 
+/*
+ * The source's own estimate of a table's rows, from its statistics (no
+ * scan): PostgreSQL family pg_class.reltuples (a partitioned table: the sum
+ * of its partitions'; -1 before the first ANALYZE), MySQL family
+ * information_schema.TABLES.TABLE_ROWS.
+ */
+char *
+remote_estimate_sql(const SourceDriver *drv, const char *schema, const char *table)
+{
+	if (drv == &mysql_driver)
+		return psprintf("SELECT TABLE_ROWS FROM information_schema.TABLES "
+						"WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+						drv->quote_literal(schema), drv->quote_literal(table));
+	return psprintf("SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'p' THEN "
+					"(SELECT pg_catalog.sum(GREATEST(k.reltuples, 0))::pg_catalog.int8 "
+					"FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k "
+					"ON k.oid OPERATOR(pg_catalog.=) i.inhrelid "
+					"WHERE i.inhparent OPERATOR(pg_catalog.=) c.oid) "
+					"ELSE c.reltuples::pg_catalog.int8 END "
+					"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+					"ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+					"WHERE n.nspname OPERATOR(pg_catalog.=) %s AND c.relname OPERATOR(pg_catalog.=) %s",
+					drv->quote_literal(schema), drv->quote_literal(table));
+}
 
 /* ------------------------------------------------------------------------
  * Key texts and digests, PostgreSQL dialect (deletes.c)

@@ -188,6 +188,10 @@ typedef struct RunOutput
 	bool		commit_batches; /* commit after every checkpoint */
 	bool		own_snapshot;	/* we pushed the outer snapshot (worker) */
 	int			guard_nest;		/* guard_begin() level, renewed per commit */
+	const char *trigger;		/* sql | call | worker (dbsync.runs) */
+	bool		scheduled;		/* the auto-sync: due tables only, quietly */
+	int64		run_id;			/* 0 until the first table needs one */
+	int			interval_secs;	/* the server's sync_interval, 0: none */
 } RunOutput;
 
 static void
@@ -247,6 +251,49 @@ error_text(ErrorData *edata)
 	if (hint)
 		appendStringInfo(&buf, "\nHINT: %s", hint);
 	return buf.data;
+}
+
+/* A table's (or, table NULL, a server's) history row, as it starts. */
+static void
+run_record_init(RunOutput *out, Oid serverid, const char *server,
+				const char *table, RunRecord *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	if (out->run_id == 0)
+		out->run_id = history_new_run_id();
+	rec->run_id = out->run_id;
+	rec->server = pstrdup(server);
+	rec->serverid = serverid;
+	rec->table = table ? pstrdup(table) : NULL;
+	rec->trigger = out->trigger;
+	rec->started_at = GetCurrentTimestamp();
+	rec->status = "ok";
+}
+
+/* The parts of an error a history row keeps (row contents already gone). */
+static void
+run_record_error(RunRecord *rec, ErrorData *edata)
+{
+	rec->status = "error";
+	rec->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+	rec->error_class = health_error_class(edata->sqlerrcode);
+	rec->error = edata->message;
+	rec->detail = edata->detail;
+	rec->hint = edata->hint ? edata->hint :
+		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ?
+		DBSYNC_HINT_BAD_VALUE : NULL;
+}
+
+/* A table this run passes over: a row saying why (not for the auto-sync). */
+static void
+run_record_skip(RunOutput *out, RunRecord *rec, const char *why)
+{
+	if (out->scheduled)
+		return;
+	emit(out, rec->table, NULL, 0, 0, rec->started_at, "skipped", why);
+	rec->status = "skipped";
+	rec->error = pstrdup(why);
+	history_record(rec);
 }
 
 /*
@@ -339,13 +386,54 @@ unlock_table_session(const char *server, const char *table)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
+/* The table's history row and health after its last step succeeded. */
+static void
+run_record_success(RunOutput *out, RunRecord *rec, SyncResult *total,
+				   SyncResult *res)
+{
+	rec->mode = (char *) (total->mode ? total->mode : res->mode);
+	rec->status = res->status;
+	rec->rows_upserted = total->rows_upserted + res->rows_upserted;
+	rec->rows_deleted = total->rows_deleted + res->rows_deleted;
+	rec->rows_skipped = res->rows_skipped;
+	progress_counts(&rec->rows_read, &rec->bytes_read);
+	rec->cursor_from = total->mode ? total->cursor_from : res->cursor_from;
+	rec->cursor_to = res->cursor_to;
+	if (strcmp(res->status, "ok") != 0)
+		rec->error = res->message;
+	history_record(rec);
+	if (strcmp(res->status, "ok") == 0)
+		health_record_success(rec, rec->started_at, out->interval_secs);
+}
+
+/* A table step failed (rolled back): record it, with its history and health. */
+static void
+run_record_failure(RunOutput *out, SourceConfig *cfg, RunRecord *rec,
+				   SyncResult *total, ErrorData *edata)
+{
+	strip_row_contents(edata);
+	ereport(LOG,
+			(errmsg("dbsync: sync of table \"%s\" of server \"%s\" failed: %s",
+					rec->table, cfg->server_name, edata->message),
+			 edata->context ? errcontext_msg("%s", edata->context) : 0));
+	catalog_save_error(cfg->server_name, cfg->serverid, rec->table,
+					   cfg->target_schema, error_text(edata),
+					   row_error_sample(edata));
+	rec->mode = (char *) total->mode;
+	progress_counts(&rec->rows_read, &rec->bytes_read);
+	rec->cursor_from = total->cursor_from;
+	run_record_error(rec, edata);
+	history_record(rec);
+	health_record_failure(rec, total->progressed, out->interval_secs);
+}
+
 /*
  * Sync one table in a subtransaction.  *conn may be replaced (a connection
  * whose state is unknown after an error is discarded; NULL means reconnect).
  */
 static bool
 run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
-			   RemoteTable *rt, SyncResult *total, TimestampTz started)
+			   RemoteTable *rt, SyncResult *total, RunRecord *rec)
 {
 	SyncResult	res = {0};
 	int			attempt;
@@ -378,9 +466,13 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 				if (*conn == NULL)
 					*conn = source_connect(cfg);
 				sync_table(cfg, *conn, rt, out->commit_batches, &res);
-				if (res.message)
-					res.message = MemoryContextStrdup(sx.cxt, res.message);
+				if (res.done)
+					run_record_success(out, rec, total, &res);
 			}
+			if (res.message)
+				res.message = MemoryContextStrdup(sx.cxt, res.message);
+			if (res.cursor_from)
+				res.cursor_from = MemoryContextStrdup(sx.cxt, res.cursor_from);
 			SPI_finish();
 			subxact_commit(&sx);
 		}
@@ -393,7 +485,10 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			*conn = NULL;
 			/* a real cancel, timeout or shutdown stops the run, not one table */
 			if (subxact_is_interrupt(edata))
+			{
+				history_note_interrupt(edata);
 				ReThrowError(edata);
+			}
 			/* a value that cannot be converted: with skip, go row by row */
 			if (cfg->on_row_error == ROW_ERROR_SKIP && !total->careful &&
 				ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
@@ -403,19 +498,12 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			}
 			else
 			{
-				strip_row_contents(edata);
+				run_record_failure(out, cfg, rec, total, edata);
 				res.rows_upserted = 0;
 				res.rows_deleted = 0;
 				res.status = "error";
 				res.done = true;
 				res.message = error_text(edata);
-				ereport(LOG,
-						(errmsg("dbsync: sync of table \"%s\" of server \"%s\" failed: %s",
-								rt->name, cfg->server_name, edata->message),
-						 edata->context ? errcontext_msg("%s", edata->context) : 0));
-				catalog_save_error(cfg->server_name, cfg->serverid, rt->name,
-								   cfg->target_schema, res.message,
-								   row_error_sample(edata));
 			}
 		}
 		PG_END_TRY();
@@ -426,19 +514,50 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 	total->rows_upserted += res.rows_upserted;
 	total->rows_deleted += res.rows_deleted;
 	if (total->mode == NULL)
+	{
 		total->mode = res.mode;
+		total->cursor_from = res.cursor_from;
+	}
+	progress_mode(total->mode);
+	progress_applied(res.rows_upserted + res.rows_deleted);
 	total->status = res.status;
 	total->message = res.message;
 	if (res.done)
 		emit(out, rt->name, total->mode, total->rows_upserted,
-			 total->rows_deleted, started, total->status, total->message);
+			 total->rows_deleted, rec->started_at, total->status, total->message);
 	return res.done;
 }
 
 static void run_table_batches(RunOutput *out, SourceConfig *cfg,
 							  SourceConn **conn, RemoteTable *rt,
-							  SyncResult *total, TimestampTz started,
+							  SyncResult *total, RunRecord *rec,
 							  Oid run_as, int sec);
+
+/*
+ * May this run sync the table?  Never while paused (dbsync_resume()); the
+ * auto-sync also waits for its schedule or backoff, and passes over
+ * disabled tables without a word.
+ */
+static bool
+table_may_run(RunOutput *out, SourceConfig *cfg, const char *table,
+			  RunRecord *rec)
+{
+	char	   *why;
+
+	run_record_init(out, cfg->serverid, cfg->server_name, table, rec);
+	if (health_table_due(cfg->server_name, table, out->scheduled, &why))
+		return true;
+	run_record_skip(out, rec, why);
+	return false;
+}
+
+static void
+run_table_begin(RunOutput *out, SourceConfig *cfg, RunRecord *rec)
+{
+	history_open(rec);
+	progress_begin(cfg->serverid, cfg->server_name, rec->table, out->trigger,
+				   strcmp(out->trigger, "call") == 0);
+}
 
 /*
  * Sync one table; in a procedure, commit after every checkpoint of an
@@ -449,36 +568,69 @@ run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt,
 		  Oid run_as, int sec)
 {
 	SyncResult	total = {0};
-	TimestampTz started = GetCurrentTimestamp();
+	RunRecord	rec;
 
 	if (!out->commit_batches)
 	{
-		(void) run_table_step(out, cfg, conn, rt, &total, started);
+		if (!table_may_run(out, cfg, rt->name, &rec))
+			return;
+		run_table_begin(out, cfg, &rec);
+		(void) run_table_step(out, cfg, conn, rt, &total, &rec);
+		progress_end();
 		return;
 	}
 
 	/* commits in between would release a transaction lock: hold it */
 	if (!try_lock_table(cfg->server_name, rt->name, true))
 	{
-		emit(out, rt->name, NULL, 0, 0, started, "skipped",
-			 "another run is syncing this table");
+		if (!out->scheduled)
+		{
+			run_record_init(out, cfg->serverid, cfg->server_name, rt->name, &rec);
+			run_record_skip(out, &rec, "another run is syncing this table");
+		}
 		return;
 	}
 	PG_TRY();
 	{
-		run_table_batches(out, cfg, conn, rt, &total, started, run_as, sec);
+		if (table_may_run(out, cfg, rt->name, &rec))
+		{
+			run_table_begin(out, cfg, &rec);
+			run_table_batches(out, cfg, conn, rt, &total, &rec, run_as, sec);
+		}
 	}
 	PG_FINALLY();
 	{
+		progress_end();
 		unlock_table_session(cfg->server_name, rt->name);
 	}
 	PG_END_TRY();
 }
 
+/* Commit what the run did so far (a procedure's or worker's run). */
+static void
+run_commit(RunOutput *out, Oid run_as, int sec)
+{
+	Oid			save_userid;
+	int			save_sec;
+
+	progress_phase("committing");
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(run_as, sec);
+	if (out->own_snapshot)
+		PopActiveSnapshot();
+	/* the commit ends the guard's GUC level: open a new one */
+	SPI_commit();
+	out->guard_nest = guard_begin();
+	if (out->own_snapshot)
+		PushActiveSnapshot(GetTransactionSnapshot());
+	SetUserIdAndSecContext(save_userid, save_sec);
+	CHECK_FOR_INTERRUPTS();
+}
+
 /* The steps of one table's run, with a commit after each checkpoint. */
 static void
 run_table_batches(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
-				  RemoteTable *rt, SyncResult *total, TimestampTz started,
+				  RemoteTable *rt, SyncResult *total, RunRecord *rec,
 				  Oid run_as, int sec)
 {
 	bool		done;
@@ -486,74 +638,75 @@ run_table_batches(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 	/* a commit after every checkpoint, and after the table */
 	do
 	{
-		Oid			save_userid;
-		int			save_sec;
-
-		done = run_table_step(out, cfg, conn, rt, total, started);
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(run_as, sec);
-		if (out->own_snapshot)
-			PopActiveSnapshot();
-		/* the commit ends the guard's GUC level: open a new one */
-		SPI_commit();
-		out->guard_nest = guard_begin();
-		if (out->own_snapshot)
-			PushActiveSnapshot(GetTransactionSnapshot());
-		SetUserIdAndSecContext(save_userid, save_sec);
-		CHECK_FOR_INTERRUPTS();
+		done = run_table_step(out, cfg, conn, rt, total, rec);
+		run_commit(out, run_as, sec);
+		/* a later failure of this run does not extend a failure streak */
+		total->progressed = !done;
 	} while (!done);
 }
 
 /* Record a server-level failure (connect, discover) for its tables. */
 static void
-record_server_error(RunOutput *out, SourceConfig *cfg, const char *server,
+record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 					const char *only_table, ErrorData *edata,
 					TimestampTz started)
 {
 	char	   *msg = error_text(edata);
 	List	   *known = NIL;
 	ListCell   *lc;
+	RunRecord	rec;
+	bool		recorded = false;
 
 	if (cfg)
 	{
-		catalog_forget_stale(server, cfg->serverid);
-		known = catalog_known_tables(server, false);
+		catalog_forget_stale(server->servername, cfg->serverid);
+		known = catalog_known_tables(server->servername, false);
 	}
 	foreach(lc, known)
 	{
 		if (only_table && strcmp(only_table, lfirst(lc)) != 0)
 			continue;
-		catalog_save_error(server, cfg->serverid, lfirst(lc), cfg->target_schema,
-						   msg, NULL);
+		catalog_save_error(server->servername, cfg->serverid, lfirst(lc),
+						   cfg->target_schema, msg, NULL);
+		run_record_init(out, server->serverid, server->servername, lfirst(lc), &rec);
+		rec.started_at = started;
+		run_record_error(&rec, edata);
+		history_record(&rec);
+		health_record_failure(&rec, false, out->interval_secs);
+		recorded = true;
+	}
+	if (!recorded)
+	{
+		/* nothing synced yet: the failure is the server's */
+		run_record_init(out, server->serverid, server->servername, only_table, &rec);
+		rec.started_at = started;
+		run_record_error(&rec, edata);
+		history_record(&rec);
 	}
 	emit(out, only_table, NULL, 0, 0, started, "error", msg);
 }
 
-static void
-run_server(RunOutput *out, const char *server_name, const char *only_table)
+/* Connect and discover as the owner; a failure is recorded for the server. */
+static bool
+run_server_connect(RunOutput *out, ForeignServer *server, const char *only_table,
+				   SourceConfig **cfg_out, SourceConn **conn, List **tables)
 {
 	TimestampTz started = GetCurrentTimestamp();
 	Subxact		sx;
 	SourceConfig *volatile cfg = NULL;
-	SourceConn *conn = NULL;
-	List	   *volatile tables = NIL;
-	ListCell   *lc;
-	GuardUser	as_owner;
-	ForeignServer *server = dbsync_server_by_name(server_name);
 
-	out->server = server_name;
-	check_server_usage(server);
-
-	/* connect and discover; a failure here is recorded for the server */
 	subxact_begin(&sx);
 	PG_TRY();
 	{
 		GuardUser	as_owner;
 
 		cfg = source_config_get(server->serverid);
+		out->interval_secs = cfg->sync_interval ?
+			(int) Min(interval_usecs(cfg->sync_interval) / USECS_PER_SEC, INT_MAX) : 0;
 		guard_enter_owner(cfg->owner, &as_owner);
-		conn = source_connect(cfg);
-		tables = conn->driver->discover(conn);
+		*conn = source_connect(cfg);
+		progress_phase("discovering");
+		*tables = (*conn)->driver->discover(*conn);
 		guard_leave(&as_owner);
 		subxact_commit(&sx);
 	}
@@ -562,60 +715,127 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 		ErrorData  *edata = subxact_abort(&sx);
 
 		if (subxact_is_interrupt(edata))
+		{
+			history_note_interrupt(edata);
 			ReThrowError(edata);
-		record_server_error(out, cfg, server_name, only_table, edata, started);
-		return;
+		}
+		*conn = NULL;
+		record_server_error(out, cfg, server, only_table, edata, started);
+		return false;
 	}
 	PG_END_TRY();
+	*cfg_out = cfg;
+	return true;
+}
 
-	guard_enter_owner(cfg->owner, &as_owner);
+static RemoteTable *
+find_remote_table(List *tables, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, tables)
 	{
-		List	   *known;
-		bool		found = false;
+		if (strcmp(((RemoteTable *) lfirst(lc))->name, name) == 0)
+			return lfirst(lc);
+	}
+	return NULL;
+}
 
-		catalog_forget_stale(cfg->server_name, cfg->serverid);
-		known = catalog_known_tables(cfg->server_name, true);
+/*
+ * Known tables this run does not sync: gone at the source (their data is
+ * kept, and said so), or no longer selected.  The auto-sync stops counting
+ * them as due until they come back.
+ */
+static bool
+run_server_unsynced(RunOutput *out, SourceConfig *cfg, List *tables,
+					const char *only_table)
+{
+	List	   *known = catalog_known_tables(cfg->server_name, false);
+	List	   *parked = NIL;
+	ListCell   *lc;
+	bool		found = false;
 
-		foreach(lc, tables)
+	foreach(lc, known)
+	{
+		const char *name = lfirst(lc);
+
+		if (only_table && strcmp(only_table, name) != 0)
+			continue;
+		if (find_remote_table(tables, name) == NULL)
 		{
-			RemoteTable *rt = lfirst(lc);
-
-			if (only_table && strcmp(only_table, rt->name) != 0)
-				continue;
-			if (!only_table && !table_selected(cfg, rt->name))
-				continue;
+			parked = lappend(parked, (char *) name);
+			if (!catalog_note_missing(cfg->server_name, name))
+				continue;		/* never synced: nothing kept */
 			found = true;
-			run_table(out, cfg, &conn, rt, as_owner.userid, as_owner.sec);
-		}
-		/* tables gone at the source: keep their data, say so */
-		foreach(lc, known)
-		{
-			const char *name = lfirst(lc);
-			ListCell   *lc2;
-			bool		present = false;
-
-			if (only_table && strcmp(only_table, name) != 0)
-				continue;
-			foreach(lc2, tables)
-			{
-				if (strcmp(((RemoteTable *) lfirst(lc2))->name, name) == 0)
-					present = true;
-			}
-			if (present)
-				continue;
-			found = true;
-			catalog_note_missing(cfg->server_name, name);
 			emit(out, name, NULL, 0, 0, GetCurrentTimestamp(), "skipped",
 				 "table no longer exists at the source; local data kept");
 		}
-		if (only_table && !found)
-			emit(out, only_table, NULL, 0, 0, started, "error",
-				 psprintf("table \"%s\" not found in schema \"%s\" of the source\nHINT: Check the name (it is case sensitive) with dbsync_discover(%s).",
-						  only_table, cfg->schema, quote_literal_cstr(server_name)));
+		else if (!only_table && !table_selected(cfg, name))
+			parked = lappend(parked, (char *) name);
 	}
+	health_park(cfg->server_name, parked);
+	return found;
+}
+
+static void
+run_server(RunOutput *out, const char *server_name, const char *only_table)
+{
+	SourceConfig *cfg = NULL;
+	SourceConn *conn = NULL;
+	List	   *tables = NIL;
+	List	   *names = NIL;
+	ListCell   *lc;
+	GuardUser	as_owner;
+	bool		found = false;
+	ForeignServer *server = dbsync_server_by_name(server_name);
+
+	out->server = server_name;
+	check_server_usage(server);
+	progress_begin(server->serverid, server->servername, NULL, out->trigger, false);
+	if (!run_server_connect(out, server, only_table, &cfg, &conn, &tables))
+	{
+		progress_end();
+		return;
+	}
+
+	guard_enter_owner(cfg->owner, &as_owner);
+	catalog_forget_stale(cfg->server_name, cfg->serverid);
+	foreach(lc, tables)
+	{
+		RemoteTable *rt = lfirst(lc);
+
+		if (only_table ? strcmp(only_table, rt->name) == 0 : table_selected(cfg, rt->name))
+			names = lappend(names, rt->name);
+	}
+	/* every table this run will sync is known (and due) from now on */
+	if (catalog_register(cfg->server_name, cfg->serverid, cfg->target_schema, names) &&
+		out->commit_batches)
+		run_commit(out, as_owner.userid, as_owner.sec);
+	foreach(lc, names)
+	{
+		found = true;
+		run_table(out, cfg, &conn, find_remote_table(tables, lfirst(lc)),
+				  as_owner.userid, as_owner.sec);
+	}
+	if (run_server_unsynced(out, cfg, tables, only_table))
+		found = true;
+	if (only_table && !found)
+		emit(out, only_table, NULL, 0, 0, GetCurrentTimestamp(), "error",
+			 psprintf("table \"%s\" not found in schema \"%s\" of the source\nHINT: Check the name (it is case sensitive) with dbsync_discover(%s).",
+					  only_table, cfg->schema, quote_literal_cstr(server_name)));
 	guard_leave(&as_owner);
+	progress_end();
 	if (conn)
 		source_close(conn);
+}
+
+/* Leftovers of interrupted runs become history; old history goes. */
+static void
+run_housekeeping(void)
+{
+	history_recover();
+	if (progress_claim_prune(3600))
+		history_prune();
 }
 
 Datum
@@ -628,6 +848,7 @@ dbsync_run(PG_FUNCTION_ARGS)
 
 	guard_check_not_active();
 	out.guard_nest = guard_begin();
+	out.trigger = "sql";
 	InitMaterializedSRF(fcinfo, 0);
 	out.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
@@ -644,6 +865,7 @@ dbsync_run(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
+	run_housekeeping();
 	foreach(lc, servers)
 		run_server(&out, lfirst(lc), only_table);
 	SPI_finish();
@@ -672,6 +894,7 @@ dbsync_sync(PG_FUNCTION_ARGS)
 				 errmsg("dbsync_sync() cannot commit here"),
 				 errhint("Run CALL dbsync_sync(...) outside a transaction block, or use SELECT dbsync_run(...), which commits once at the end.")));
 	out.commit_batches = true;
+	out.trigger = "call";
 	guard_check_not_active();
 	out.guard_nest = guard_begin();
 	if (!PG_ARGISNULL(0))
@@ -680,6 +903,7 @@ dbsync_sync(PG_FUNCTION_ARGS)
 		servers = all_servers();
 
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	run_housekeeping();
 	foreach(lc, servers)
 		run_server(&out, lfirst(lc), only_table);
 	SPI_finish();
@@ -699,10 +923,13 @@ dbsync_sync_server_batched(Oid serverid)
 
 	out.commit_batches = true;
 	out.own_snapshot = true;
+	out.trigger = "worker";
+	out.scheduled = true;
 	guard_check_not_active();
 	out.guard_nest = guard_begin();
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	PushActiveSnapshot(GetTransactionSnapshot());
+	run_housekeeping();
 	server = GetForeignServerExtended(serverid, FSV_MISSING_OK);
 	if (server != NULL)
 		run_server(&out, pstrdup(server->servername), NULL);

@@ -164,6 +164,8 @@ typedef struct RemoteQuery
 extern char *remote_select_sql(const SourceDriver *drv, RemoteQuery *q);
 extern char *remote_max_sql(const SourceDriver *drv, const char *schema,
 							const char *table, const char *column);
+extern char *remote_estimate_sql(const SourceDriver *drv, const char *schema,
+								 const char *table);
 extern RemoteColumn *find_column(RemoteTable *rt, const char *name);
 
 /* in remote_sql.c: key texts and digests in PostgreSQL's dialect (local, and

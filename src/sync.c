@@ -339,6 +339,7 @@ finish_table(SyncCtx *cx, const char *drift_note)
 
 		res->message = res->message ? psprintf("%s; %s", res->message, skip) : skip;
 	}
+	res->cursor_to = cx->new_cursor;
 	catalog_save_success(cx->cfg->server_name, cx->rt->name, cx->rt, cx->cursor,
 						 cx->new_cursor, NIL, cx->rows_total, res->mode,
 						 res->run_upserted + res->rows_upserted,
@@ -602,6 +603,28 @@ copy_table(RemoteTable *rt)
 }
 
 /*
+ * For dbsync.progress: the rows a read of the whole table (or the rest of a
+ * resumed load) will bring, from the source's statistics.  Once per
+ * table run; an estimate the source cannot give is left unknown.
+ */
+static void
+estimate_rows(SyncCtx *cx)
+{
+	char	   *v;
+	int64		rows;
+
+	if (progress_has_estimate())
+		return;
+	v = cx->conn->driver->query_value(cx->conn,
+									  remote_estimate_sql(cx->conn->driver, cx->cfg->schema,
+														  cx->rt->name));
+	rows = v ? strtoll(v, NULL, 10) : -1;
+	if (rows >= 0 && cx->st->resume_key != NIL)
+		rows = Max(rows - cx->st->rows_total, 0);
+	progress_estimate(rows);
+}
+
+/*
  * Sync one table in the caller's subtransaction: prepare the target, pick
  * the mode, run it in one snapshot of the source, and record the state.
  * With one_batch, an initial load stops after a checkpoint (res->done =
@@ -680,6 +703,10 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		cx.ceiling = cursor_ceiling(cx.ccol->local_type, now, offset, oldest);
 		cx.clock_ceiling = cursor_ceiling(cx.ccol->local_type, now, offset, NULL);
 	}
+	res->cursor_from = st->cursor_value;
+	if (cx.pk == NIL || cx.cursor == NULL || added != NIL || outdated ||
+		st->cursor_value == NULL || st->resume_key != NIL)
+		estimate_rows(&cx);
 	conn->driver->begin_snapshot(conn);
 
 	if (cx.pk == NIL)

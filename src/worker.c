@@ -4,11 +4,19 @@
  *
  * With dbsync in shared_preload_libraries, the launcher connects to the
  * database named by dbsync.database and, every second, looks for dbsync
- * servers with a sync_interval option.  When a server is due and no worker
- * runs for it, the launcher starts a dynamic background worker that syncs
- * that server exactly like CALL dbsync_sync(server): as the server's owner,
- * committing after every checkpoint of an initial load.  Results are in
- * dbsync.status.
+ * servers with a sync_interval option and for their tables that are due
+ * (dbsync.tables.next_attempt_at: the schedule after a success, the backoff
+ * after a failure).  It starts dynamic background workers, up to
+ * dbsync.max_workers at once, fairly across servers (the server with the
+ * fewest running first), and more than one per server when several of its
+ * tables are due and nobody syncs them (dbsync.progress tells): a long
+ * initial load never holds up the other tables.  A worker syncs the due
+ * tables of its server like CALL dbsync_sync(server) (as the server's
+ * owner, committing after every checkpoint), passing over tables that are
+ * not due or that another run holds, then exits.  A server none of whose
+ * tables is known yet gets one worker per sync_interval, which discovers
+ * them.  The launcher also turns what interrupted runs left into
+ * 'aborted' rows of dbsync.runs and prunes that history hourly.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -33,16 +41,22 @@
 PGDLLEXPORT void dbsync_launcher_main(Datum main_arg);
 PGDLLEXPORT void dbsync_worker_main(Datum main_arg);
 
+int			dbsync_max_workers = 2;
+
 /* A server the launcher schedules. */
 typedef struct Scheduled
 {
 	Oid			serverid;
-	TimestampTz next_run;
-	BackgroundWorkerHandle *handle;
+	TimestampTz next_run;		/* next discovery round of a server with no
+								 * known tables */
+	TimestampTz last_start;		/* when a worker was last started for it */
+	List	   *workers;		/* BackgroundWorkerHandle *, running */
 	bool		seen;			/* still has a sync_interval */
+	int			want;			/* this tick: tables due that nobody syncs */
 } Scheduled;
 
 static List *scheduled = NIL;	/* Scheduled *, in TopMemoryContext */
+static TimestampTz last_start_warning = 0;
 
 void
 dbsync_register_launcher(void)
@@ -60,18 +74,6 @@ dbsync_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-static int64
-interval_usecs(const char *text)
-{
-	Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-														   CStringGetDatum(text),
-														   ObjectIdGetDatum(InvalidOid),
-														   Int32GetDatum(-1)));
-
-	return iv->time + (int64) iv->day * USECS_PER_DAY +
-		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-}
-
 static Scheduled *
 find_scheduled(Oid serverid)
 {
@@ -87,10 +89,11 @@ find_scheduled(Oid serverid)
 	return NULL;
 }
 
-static void
+static bool
 start_worker(Scheduled *s)
 {
 	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
 	MemoryContext old;
 
 	memset(&worker, 0, sizeof(worker));
@@ -106,38 +109,153 @@ start_worker(Scheduled *s)
 	strlcpy(worker.bgw_extra, dbsync_database, BGW_EXTRALEN);
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (!RegisterDynamicBackgroundWorker(&worker, &s->handle))
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
-		s->handle = NULL;
-		ereport(WARNING,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not start a dbsync worker for server %u", s->serverid),
-				 errhint("You might need to increase max_worker_processes.")));
+		MemoryContextSwitchTo(old);
+		/* once a minute, not every second */
+		if (TimestampDifferenceExceeds(last_start_warning, GetCurrentTimestamp(), 60000))
+		{
+			last_start_warning = GetCurrentTimestamp();
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("could not start a dbsync worker for server %u", s->serverid),
+					 errhint("Increase max_worker_processes (it must leave room for dbsync.max_workers workers next to other background workers), or lower dbsync.max_workers.")));
+		}
+		return false;
 	}
+	s->workers = lappend(s->workers, handle);
+	s->last_start = GetCurrentTimestamp();
 	MemoryContextSwitchTo(old);
-}
-
-static bool
-worker_running(Scheduled *s)
-{
-	pid_t		pid;
-
-	if (s->handle == NULL)
-		return false;
-	if (GetBackgroundWorkerPid(s->handle, &pid) == BGWH_STOPPED)
-	{
-		pfree(s->handle);
-		s->handle = NULL;
-		return false;
-	}
 	return true;
 }
 
-/* Read the servers that have sync_interval; start the due ones. */
+/* Forget workers that ended; returns how many still run. */
+static int
+reap_workers(Scheduled *s)
+{
+	ListCell   *lc;
+	pid_t		pid;
+
+	foreach(lc, s->workers)
+	{
+		BackgroundWorkerHandle *h = lfirst(lc);
+
+		if (GetBackgroundWorkerPid(h, &pid) == BGWH_STOPPED)
+		{
+			s->workers = foreach_delete_current(s->workers, lc);
+			pfree(h);
+		}
+	}
+	return list_length(s->workers);
+}
+
+/*
+ * The servers with a sync_interval and, per server, its known tables that
+ * the auto-sync counts (enabled, not paused, not parked) and those of them
+ * due now.
+ */
+#define SERVERS_SQL \
+	"SELECT s.oid, o.option_value, " \
+	"  pg_catalog.count(t.table_name), " \
+	"  pg_catalog.count(t.table_name) FILTER (WHERE t.next_attempt_at IS NULL " \
+	"    OR t.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()) " \
+	"FROM pg_catalog.pg_foreign_server s " \
+	"JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw " \
+	"CROSS JOIN LATERAL pg_catalog.pg_options_to_table(s.srvoptions) o " \
+	"LEFT JOIN dbsync.tables t ON t.server_oid OPERATOR(pg_catalog.=) s.oid " \
+	"  AND t.server OPERATOR(pg_catalog.=) s.srvname::pg_catalog.text AND t.enabled " \
+	"  AND t.paused_at IS NULL AND t.next_attempt_at IS DISTINCT FROM 'infinity' " \
+	"WHERE w.fdwname OPERATOR(pg_catalog.=) 'dbsync' " \
+	"AND o.option_name OPERATOR(pg_catalog.=) 'sync_interval' " \
+	"GROUP BY s.oid, o.option_value"
+
+/* How many more workers each server wants this tick. */
+static void
+read_servers(TimestampTz now)
+{
+	uint64		i;
+	ListCell   *lc;
+
+	if (SPI_execute(SERVERS_SQL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read dbsync servers");
+	foreach(lc, scheduled)
+		((Scheduled *) lfirst(lc))->seen = false;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Oid			serverid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		int64		every = Max(interval_usecs(SPI_getvalue(tup, desc, 2)), USECS_PER_SEC);
+		int64		known = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		int64		due = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		Scheduled  *s = find_scheduled(serverid);
+		int			busy;
+		int			busy_workers;
+		int			running;
+
+		if (s == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			s = palloc0(sizeof(Scheduled));
+			s->serverid = serverid;
+			s->next_run = now;
+			scheduled = lappend(scheduled, s);
+			MemoryContextSwitchTo(old);
+		}
+		s->seen = true;
+		running = reap_workers(s);
+		progress_busy(serverid, &busy, &busy_workers);
+		if (known == 0)
+		{
+			/* nothing known yet: a discovery round every sync_interval */
+			s->want = now >= s->next_run && running == 0 ? 1 : 0;
+			if (s->want)
+				s->next_run = now + every;
+		}
+		else
+			/* due tables nobody syncs, minus workers still looking for one */
+			s->want = (int) Max(due - busy, 0) - (running - busy_workers);
+	}
+}
+
+/* Start workers where tables are due, fairly: fewest running first. */
+static void
+start_due_workers(void)
+{
+	int			total = 0;
+	ListCell   *lc;
+
+	foreach(lc, scheduled)
+		total += list_length(((Scheduled *) lfirst(lc))->workers);
+	while (total < dbsync_max_workers)
+	{
+		Scheduled  *best = NULL;
+
+		foreach(lc, scheduled)
+		{
+			Scheduled  *s = lfirst(lc);
+
+			if (!s->seen || s->want <= 0)
+				continue;
+			if (best == NULL ||
+				list_length(s->workers) < list_length(best->workers) ||
+				(list_length(s->workers) == list_length(best->workers) &&
+				 s->last_start < best->last_start))
+				best = s;
+		}
+		if (best == NULL || !start_worker(best))
+			break;
+		best->want--;
+		total++;
+	}
+}
+
+/* Read the servers that have sync_interval; start workers for due tables. */
 static void
 launcher_tick(void)
 {
-	uint64		i;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 	int			nest;
@@ -154,55 +272,23 @@ launcher_tick(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "dbsync launcher: reading servers");
-	if (SPI_execute("SELECT s.oid, o.option_value "
-					"FROM pg_catalog.pg_foreign_server s "
-					"JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw "
-					"CROSS JOIN LATERAL pg_catalog.pg_options_to_table(s.srvoptions) o "
-					"WHERE w.fdwname OPERATOR(pg_catalog.=) 'dbsync' "
-					"AND o.option_name OPERATOR(pg_catalog.=) 'sync_interval'",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read dbsync servers");
-
-	foreach(lc, scheduled)
-		((Scheduled *) lfirst(lc))->seen = false;
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Oid			serverid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															  SPI_tuptable->tupdesc, 1, &isnull));
-		char	   *iv = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		int64		every = Max(interval_usecs(iv), USECS_PER_SEC);
-		Scheduled  *s = find_scheduled(serverid);
-
-		if (s == NULL)
-		{
-			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-			s = palloc0(sizeof(Scheduled));
-			s->serverid = serverid;
-			s->next_run = now;
-			scheduled = lappend(scheduled, s);
-			MemoryContextSwitchTo(old);
-		}
-		s->seen = true;
-		if (now >= s->next_run && !worker_running(s))
-		{
-			start_worker(s);
-			s->next_run = now + every;
-		}
-	}
+	history_recover();
+	if (progress_claim_prune(3600))
+		history_prune();
+	read_servers(now);
+	start_due_workers();
 	PopActiveSnapshot();
 	SPI_finish();
 	guard_end(nest);
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	/* forget servers that lost their sync_interval (and are not running) */
+	/* forget servers that lost their sync_interval (and run no worker) */
 	foreach(lc, scheduled)
 	{
 		Scheduled  *s = lfirst(lc);
 
-		if (!s->seen && !worker_running(s))
+		if (!s->seen && reap_workers(s) == 0)
 		{
 			scheduled = foreach_delete_current(scheduled, lc);
 			pfree(s);
