@@ -113,7 +113,8 @@ SELECT t.server::name AS server,
   LEFT JOIN LATERAL (SELECT o.option_value::pg_catalog.interval AS every
                        FROM pg_catalog.pg_options_to_table(s.srvoptions) o
                       WHERE o.option_name OPERATOR(pg_catalog.=) 'sync_interval') o ON true
- WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
+ WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
+    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');   -- monitoring roles
 CREATE INDEX ON dbsync.tables (target_relid);
 GRANT USAGE ON SCHEMA dbsync TO PUBLIC;
 GRANT SELECT ON dbsync.status TO PUBLIC;
@@ -208,7 +209,8 @@ SELECT r.run_id, r.server::name AS server, r.table_name, r.trigger, r.mode,
   FROM dbsync.run_history r
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) r.server
    AND r.server_oid OPERATOR(pg_catalog.=) s.oid
- WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
+ WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
+    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');   -- monitoring roles
 GRANT SELECT ON dbsync.runs TO PUBLIC;
 COMMENT ON VIEW dbsync.runs IS
     'one row per table per run (ok, error, skipped, aborted), kept for dbsync.history_retention';
@@ -243,7 +245,8 @@ SELECT p.pid, p.server, p.table_name, p.trigger, p.mode, p.phase, p.started_at,
        END AS eta,
        p.updated_at
   FROM dbsync.progress_slots() p
- WHERE pg_catalog.has_server_privilege(p.server_oid, 'USAGE');
+ WHERE pg_catalog.has_server_privilege(p.server_oid, 'USAGE')
+    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');
 GRANT SELECT ON dbsync.progress TO PUBLIC;
 COMMENT ON VIEW dbsync.progress IS
     'live: one row per table (or server connecting) being synced now by any backend or worker';

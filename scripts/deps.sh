@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-15-cron libpq-dev  # warehouse + build
     postgresql-15-postgis-3                                              # extension types in tests
+    prometheus-postgres-exporter curl                                    # metrics test (contrib/)
     mariadb-server mariadb-client libmariadb-dev                         # TiDB stand-in + driver
     build-essential python3 git cppcheck
     procps util-linux coreutils gawk                                     # ps, runuser, timeout, awk

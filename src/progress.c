@@ -27,6 +27,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "catalog/pg_authid.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
@@ -373,8 +374,11 @@ dbsync_progress_slots(PG_FUNCTION_ARGS)
 		memcpy(&s, &slots[i], sizeof(s));
 		SpinLockRelease(&slots[i].mutex);
 		if (s.pid == 0 || s.dbid != MyDatabaseId ||
-			!SearchSysCacheExists1(FOREIGNSERVEROID, ObjectIdGetDatum(s.serverid)) ||
-			pg_foreign_server_aclcheck(s.serverid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+			!SearchSysCacheExists1(FOREIGNSERVEROID, ObjectIdGetDatum(s.serverid)))
+			continue;
+		/* the server's users, and monitoring roles */
+		if (pg_foreign_server_aclcheck(s.serverid, GetUserId(), ACL_USAGE) != ACLCHECK_OK &&
+			!has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS))
 			continue;
 		values[0] = Int32GetDatum(s.pid);
 		values[1] = ObjectIdGetDatum(s.serverid);

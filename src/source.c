@@ -10,6 +10,10 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -117,6 +121,48 @@ source_discard(SourceConn *conn)
 		return;
 	unregister(conn);
 	conn->driver->close(conn, true);
+}
+
+/*
+ * Run fn(arg) in a detached process and return at once: how a remote
+ * cancel (PQcancel, KILL QUERY) is sent while an interrupted statement
+ * ends, without making the user wait for a source that may be frozen.
+ * A child forks the worker and exits; the worker (adopted by init) is
+ * killed by an alarm after budget_s seconds whatever fn does, and exits
+ * without running any of the backend's exit callbacks.
+ */
+void
+source_detach(void (*fn) (void *arg), void *arg, int budget_s)
+{
+	pid_t		child = fork();
+
+	if (child == 0)
+	{
+		pid_t		worker = fork();
+
+		if (worker == 0)
+		{
+			sigset_t	all;
+
+			sigemptyset(&all);
+			sigprocmask(SIG_SETMASK, &all, NULL);
+			pqsignal(SIGALRM, SIG_DFL);
+			pqsignal(SIGTERM, SIG_DFL);
+			pqsignal(SIGINT, SIG_IGN);
+			/* hold nothing of the backend's: its client, files, sources */
+			closefrom(3);
+			alarm(budget_s);
+			fn(arg);
+		}
+		_exit(0);
+	}
+	if (child > 0)
+	{
+		int			status;
+
+		while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+			;
+	}
 }
 
 /*

@@ -62,7 +62,7 @@
 #define NB_STACK_SIZE	((size_t) 256 * 1024)
 
 /* The KILL QUERY side connection gives up after this long (abort path). */
-#define KILL_BUDGET_MS	1000
+#define KILL_BUDGET_MS	10000
 
 /* Longest sample of a bad value shown in an error message. */
 #define SAMPLE_MAX		100
@@ -710,8 +710,9 @@ my_connect(SourceConfig *cfg)
 
 /*
  * Best effort: KILL QUERY the connection's statement from a side
- * connection, within KILL_BUDGET_MS.  Runs during abort: never throws,
- * never processes interrupts.
+ * connection, within KILL_BUDGET_MS.  Runs in a detached process
+ * (source_detach) while the backend goes on: never throws, never
+ * processes interrupts.
  */
 static void
 my_kill_query(MyConn *c)
@@ -794,6 +795,14 @@ my_kill_query(MyConn *c)
 	mysql_close(k);
 }
 
+/* In the process source_detach() starts: the statement's session is ours. */
+static void
+my_kill_query_detached(void *arg)
+{
+	my_kill_query((MyConn *) arg);
+	_exit(0);
+}
+
 static void
 my_close(SourceConn *conn, bool cancel_running)
 {
@@ -803,7 +812,7 @@ my_close(SourceConn *conn, bool cancel_running)
 	if (c->my)
 	{
 		if (cancel_running && unclean && !c->connecting)
-			my_kill_query(c);
+			source_detach(my_kill_query_detached, c, KILL_BUDGET_MS / 1000 + 1);
 		if (unclean)
 		{
 			pgsocket	s;

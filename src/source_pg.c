@@ -247,43 +247,28 @@ pg_connect(SourceConfig *cfg)
 	return &pc->base;
 }
 
+static void
+pg_send_cancel(void *arg)
+{
+	char		errbuf[256];
+
+	_exit(PQcancel((PGcancel *) arg, errbuf, sizeof(errbuf)) ? 0 : 1);
+}
+
 /*
- * Cancel the running query with a deadline.  libpq 15's PQcancel waits for
- * the remote postmaster without a timeout (a frozen source would hang us),
- * so the request is sent from a short-lived child process we can give up on.
+ * Cancel the running query.  libpq 15's PQcancel waits for the remote
+ * postmaster without a timeout (a frozen source would hang us), so the
+ * request goes from a detached process that gives up after timeout_s: the
+ * interrupted statement returns at once either way.
  */
 static void
-pg_cancel(PgConn *pc, int timeout_ms)
+pg_cancel(PgConn *pc, int timeout_s)
 {
 	PGcancel   *cancel = PQgetCancel(pc->conn);
-	pid_t		child;
-	int			waited = 0;
 
 	if (cancel == NULL)
 		return;
-	child = fork();
-	if (child == 0)
-	{
-		char		errbuf[256];
-
-		_exit(PQcancel(cancel, errbuf, sizeof(errbuf)) ? 0 : 1);
-	}
-	if (child > 0)
-	{
-		int			status;
-
-		while (waitpid(child, &status, WNOHANG) == 0)
-		{
-			if (waited >= timeout_ms)
-			{
-				kill(child, SIGKILL);
-				waitpid(child, &status, 0);
-				break;
-			}
-			pg_usleep(10000L);
-			waited += 10;
-		}
-	}
+	source_detach(pg_send_cancel, cancel, timeout_s);
 	PQfreeCancel(cancel);
 }
 
@@ -299,7 +284,7 @@ pg_close(SourceConn *sconn, bool cancel_running)
 	if (pc->conn)
 	{
 		if (cancel_running && PQtransactionStatus(pc->conn) == PQTRANS_ACTIVE)
-			pg_cancel(pc, 1000);
+			pg_cancel(pc, 10);
 		PQfinish(pc->conn);
 		ReleaseExternalFD();
 	}
