@@ -91,7 +91,7 @@ SELECT t.server::name AS server,
        t.enabled,
        CASE WHEN NOT t.enabled THEN 'disabled'
             WHEN t.paused_at IS NOT NULL THEN 'paused'
-            WHEN t.consecutive_failures OPERATOR(pg_catalog.>) 0 THEN 'failing'
+            WHEN t.health_state OPERATOR(pg_catalog.=) 'failing' THEN 'failing'
             WHEN t.last_synced_at IS NULL AND t.resume_key IS NOT NULL THEN 'initial_load'
             WHEN t.last_synced_at IS NULL THEN 'never_run'
             WHEN o.every IS NOT NULL AND pg_catalog.now() OPERATOR(pg_catalog.-) t.freshness_at

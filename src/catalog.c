@@ -291,12 +291,14 @@ void
 catalog_save_checkpoint(const char *server, const char *table,
 						List *resume_key, const char *high_water,
 						bool load_direct, int64 rows_total, List *pk,
-						const char *cursor)
+						const char *cursor, int64 batch_upserted)
 {
-	Oid			types[8] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID, INT8OID,
-	TEXTARRAYOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[11] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, BOOLOID, INT8OID,
+	TEXTARRAYOID, TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int64		read;
+	int64		bytes;
 
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(table);
@@ -309,11 +311,19 @@ catalog_save_checkpoint(const char *server, const char *table,
 	values[5] = Int64GetDatum(rows_total);
 	values[6] = list_to_text_array(pk);
 	values[7] = CStringGetTextDatum(cursor);
+	/* the totals grow with what this checkpoint commits */
+	progress_take_uncredited(&read, &bytes);
+	values[8] = Int64GetDatum(batch_upserted);
+	values[9] = Int64GetDatum(read);
+	values[10] = Int64GetDatum(bytes);
 	catalog_exec("UPDATE dbsync.tables SET resume_key = $3, cursor_value = $4, "
 				 "load_direct = $5, rows_total = $6, primary_key = $7, cursor_column = $8, "
-				 "last_status = 'running', last_mode = 'initial' "
+				 "last_status = 'running', last_mode = 'initial', "
+				 "rows_upserted_total = rows_upserted_total OPERATOR(pg_catalog.+) $9, "
+				 "rows_read_total = rows_read_total OPERATOR(pg_catalog.+) $10, "
+				 "bytes_read_total = bytes_read_total OPERATOR(pg_catalog.+) $11 "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
-				 8, types, values, nulls, SPI_OK_UPDATE);
+				 11, types, values, nulls, SPI_OK_UPDATE);
 }
 
 void

@@ -241,7 +241,8 @@ extern void catalog_save_error(const char *server, Oid serverid,
 extern void catalog_save_checkpoint(const char *server, const char *table,
 									List *resume_key, const char *high_water,
 									bool load_direct, int64 rows_total,
-									List *pk, const char *cursor);
+									List *pk, const char *cursor,
+									int64 batch_upserted);
 extern void catalog_save_target(const char *server, const char *table,
 								Oid relid);
 extern char *catalog_target_user(Oid relid);
@@ -288,7 +289,8 @@ extern int	dbsync_retry_max;
 extern int	dbsync_pause_after_failures;
 extern int	dbsync_pause_after;
 extern const char *health_error_class(int sqlerrcode);
-extern void health_record_success(RunRecord *r, TimestampTz freshness,
+extern void health_record_success(RunRecord *r, int64 step_upserted,
+								  int64 step_deleted, TimestampTz freshness,
 								  int interval_secs);
 extern void health_record_failure(RunRecord *r, bool progressed,
 								  int interval_secs);
@@ -310,6 +312,7 @@ extern bool progress_has_estimate(void);
 extern void progress_row(int len);
 extern void progress_applied(int64 rows);
 extern void progress_counts(int64 *rows_read, int64 *bytes_read);
+extern void progress_take_uncredited(int64 *rows_read, int64 *bytes_read);
 extern void progress_busy(Oid serverid, int *busy, int *busy_workers);
 
 /* in worker.c */

@@ -132,8 +132,12 @@ schedule_next(int interval_secs)
  * server's sync_interval, totals grow.
  */
 void
-health_record_success(RunRecord *r, TimestampTz freshness, int interval_secs)
+health_record_success(RunRecord *r, int64 step_upserted, int64 step_deleted,
+					  TimestampTz freshness, int interval_secs)
 {
+	int64		read;
+	int64		bytes;
+
 	Oid			types[10] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID,
 	INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID};
 	Datum		v[10];
@@ -145,11 +149,13 @@ health_record_success(RunRecord *r, TimestampTz freshness, int interval_secs)
 	v[1] = CStringGetTextDatum(r->table);
 	v[2] = TimestampTzGetDatum(freshness);
 	v[3] = text_datum(schedule_next(interval_secs), &n[3]);
-	v[4] = Int64GetDatum(r->rows_read);
-	v[5] = Int64GetDatum(r->rows_upserted);
-	v[6] = Int64GetDatum(r->rows_deleted);
+	/* earlier checkpoints of this run were counted when they committed */
+	progress_take_uncredited(&read, &bytes);
+	v[4] = Int64GetDatum(read);
+	v[5] = Int64GetDatum(step_upserted);
+	v[6] = Int64GetDatum(step_deleted);
 	v[7] = Int64GetDatum(r->rows_skipped);
-	v[8] = Int64GetDatum(r->bytes_read);
+	v[8] = Int64GetDatum(bytes);
 	v[9] = TimestampTzGetDatum(r->started_at);
 	catalog_exec("WITH old AS (SELECT health_state FROM dbsync.tables " TABLE_WHERE ") "
 				 "UPDATE dbsync.tables SET last_attempt_at = pg_catalog.now(), freshness_at = $3, "
@@ -229,7 +235,13 @@ health_record_failure(RunRecord *r, bool progressed, int interval_secs)
 	v[4] = Float8GetDatum(backoff_seconds(failures, r->error_class, interval_secs));
 	v[5] = text_datum(r->sqlstate, &n[5]);
 	v[6] = CStringGetTextDatum(r->error_class);
-	v[7] = Int64GetDatum(r->rows_read);
+	{
+		int64		read;
+		int64		bytes;
+
+		progress_take_uncredited(&read, &bytes);
+		v[7] = Int64GetDatum(read);
+	}
 	v[8] = TimestampTzGetDatum(r->started_at);
 	catalog_exec("UPDATE dbsync.tables SET last_attempt_at = pg_catalog.now(), "
 				 "consecutive_failures = $3, "
@@ -361,8 +373,10 @@ pause_or_resume(FunctionCallInfo fcinfo, bool pause)
 				 "UPDATE dbsync.tables t SET "
 				 "paused_at = CASE WHEN $3 THEN COALESCE(t.paused_at, pg_catalog.now()) END, "
 				 "paused_reason = CASE WHEN $3 THEN COALESCE(t.paused_reason, $4) END, "
+				 /* a failing table stays failing until its next success */
 				 "health_state = CASE WHEN $3 THEN 'paused' "
-				 "  WHEN t.consecutive_failures OPERATOR(pg_catalog.>) 0 THEN 'failing' ELSE 'ok' END, "
+				 "  WHEN t.consecutive_failures OPERATOR(pg_catalog.>) 0 "
+				 "    OR t.last_status OPERATOR(pg_catalog.=) 'error' THEN 'failing' ELSE 'ok' END, "
 				 "consecutive_failures = CASE WHEN $3 THEN t.consecutive_failures ELSE 0 END, "
 				 "first_failure_at = CASE WHEN $3 THEN t.first_failure_at END, "
 				 "next_attempt_at = CASE WHEN $3 THEN t.next_attempt_at END "

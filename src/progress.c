@@ -318,6 +318,28 @@ progress_applied(int64 rows)
 		publish();
 }
 
+/*
+ * Rows and bytes read since the last call (totals in dbsync.tables grow by
+ * what each committed checkpoint and each finished run read).
+ */
+void
+progress_take_uncredited(int64 *rows_read, int64 *bytes_read)
+{
+	static int64 credited_rows = 0;
+	static int64 credited_bytes = 0;
+	static TimestampTz credited_for = 0;
+
+	if (credited_for != mine.started_at)
+	{
+		credited_for = mine.started_at;
+		credited_rows = credited_bytes = 0;
+	}
+	*rows_read = mine.rows_read - credited_rows;
+	*bytes_read = mine.bytes_read - credited_bytes;
+	credited_rows = mine.rows_read;
+	credited_bytes = mine.bytes_read;
+}
+
 /* Counters of the table in progress, for its history row. */
 void
 progress_counts(int64 *rows_read, int64 *bytes_read)

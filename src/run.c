@@ -403,7 +403,8 @@ run_record_success(RunOutput *out, RunRecord *rec, SyncResult *total,
 		rec->error = res->message;
 	history_record(rec);
 	if (strcmp(res->status, "ok") == 0)
-		health_record_success(rec, rec->started_at, out->interval_secs);
+		health_record_success(rec, res->rows_upserted, res->rows_deleted,
+							  rec->started_at, out->interval_secs);
 }
 
 /* A table step failed (rolled back): record it, with its history and health. */
@@ -664,7 +665,12 @@ record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 	}
 	foreach(lc, known)
 	{
+		char	   *why;
+
 		if (only_table && strcmp(only_table, lfirst(lc)) != 0)
+			continue;
+		/* a paused table, or one the auto-sync was not due to try, did not fail */
+		if (!health_table_due(server->servername, lfirst(lc), out->scheduled, &why))
 			continue;
 		catalog_save_error(server->servername, cfg->serverid, lfirst(lc),
 						   cfg->target_schema, msg, NULL);
@@ -777,6 +783,20 @@ run_server_unsynced(RunOutput *out, SourceConfig *cfg, List *tables,
 	return found;
 }
 
+/* One table asked for by name: a pause is told without connecting. */
+static bool
+only_table_may_run(RunOutput *out, ForeignServer *server, const char *table)
+{
+	RunRecord	rec;
+	char	   *why;
+
+	if (health_table_due(server->servername, table, false, &why))
+		return true;
+	run_record_init(out, server->serverid, server->servername, table, &rec);
+	run_record_skip(out, &rec, why);
+	return false;
+}
+
 static void
 run_server(RunOutput *out, const char *server_name, const char *only_table)
 {
@@ -791,6 +811,8 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 
 	out->server = server_name;
 	check_server_usage(server);
+	if (only_table && !only_table_may_run(out, server, only_table))
+		return;
 	progress_begin(server->serverid, server->servername, NULL, out->trigger, false);
 	if (!run_server_connect(out, server, only_table, &cfg, &conn, &tables))
 	{

@@ -406,6 +406,7 @@ sync_initial(SyncCtx *cx, bool one_batch)
 	}
 	else
 		res->mode = res->run_mode ? res->run_mode : "resume";
+	progress_mode(res->mode);
 
 	for (;;)
 	{
@@ -447,7 +448,7 @@ sync_initial(SyncCtx *cx, bool one_batch)
 		if (!one_batch || n < (uint64) cfg->batch_size)
 			break;
 		catalog_save_checkpoint(cfg->server_name, rt->name, key, hw, direct, total,
-								cx->pk, cx->cursor);
+								cx->pk, cx->cursor, res->rows_upserted);
 		if (one_batch)
 		{
 			res->done = false;
@@ -474,6 +475,7 @@ sync_multiset(SyncCtx *cx)
 	SyncResult *res = cx->res;
 
 	res->mode = "full";
+	progress_mode(res->mode);
 	q.schema = cx->cfg->schema;
 	q.table = cx->rt;
 	q.columns = cx->rt->columns;
@@ -495,6 +497,7 @@ sync_full(SyncCtx *cx, const char *why)
 	char	   *stage;
 
 	cx->res->mode = "full";
+	progress_mode(cx->res->mode);
 	stage = sync_full_with_key(cx->cfg, cx->conn, cx->rt, cx->pk,
 							   cx->st->pk_override != NIL, cx->res);
 	if (cx->cursor)
@@ -524,6 +527,7 @@ sync_incremental(SyncCtx *cx)
 	int64		staged;
 
 	res->mode = "incremental";
+	progress_mode(res->mode);
 	q.schema = cx->cfg->schema;
 	q.table = cx->rt;
 	q.columns = cx->rt->columns;

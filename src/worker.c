@@ -8,9 +8,10 @@
  * (dbsync.tables.next_attempt_at: the schedule after a success, the backoff
  * after a failure).  It starts dynamic background workers, up to
  * dbsync.max_workers at once, fairly across servers (the server with the
- * fewest running first), and more than one per server when several of its
- * tables are due and nobody syncs them (dbsync.progress tells): a long
- * initial load never holds up the other tables.  A worker syncs the due
+ * fewest running first).  A server gets one more worker when tables of it
+ * are due that nobody syncs and each of its workers is busy with a table
+ * (dbsync.progress tells): a long initial load never holds up the other
+ * tables, and a server that cannot be reached gets one worker at a time.  A worker syncs the due
  * tables of its server like CALL dbsync_sync(server) (as the server's
  * owner, committing after every checkpoint), passing over tables that are
  * not due or that another run holds, then exits.  A server none of whose
@@ -214,9 +215,11 @@ read_servers(TimestampTz now)
 			if (s->want)
 				s->next_run = now + every;
 		}
+		else if (running > busy_workers)
+			s->want = 0;		/* a worker is still connecting or choosing */
 		else
-			/* due tables nobody syncs, minus workers still looking for one */
-			s->want = (int) Max(due - busy, 0) - (running - busy_workers);
+			/* one more worker when tables are due that nobody syncs */
+			s->want = due > busy ? 1 : 0;
 	}
 }
 
