@@ -226,6 +226,10 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbsync_progress_slots'
 LANGUAGE C STRICT VOLATILE;
 
+CREATE FUNCTION dbsync.progress_preloaded() RETURNS boolean
+AS 'MODULE_PATHNAME', 'dbsync_progress_preloaded'
+LANGUAGE C STRICT STABLE;
+
 CREATE VIEW dbsync.progress WITH (security_barrier) AS
 SELECT p.pid, p.server, p.table_name, p.trigger, p.mode, p.phase, p.started_at,
        p.phase_started_at, p.rows_read, p.rows_applied, p.bytes_read, p.rows_estimated,
@@ -246,7 +250,18 @@ SELECT p.pid, p.server, p.table_name, p.trigger, p.mode, p.phase, p.started_at,
        p.updated_at
   FROM dbsync.progress_slots() p
  WHERE pg_catalog.has_server_privilege(p.server_oid, 'USAGE')
-    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');
+    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+UNION ALL
+-- without dbsync in shared_preload_libraries there are no slots: the COPY in
+-- progress of a dbsync run (server and table unknown), as pg_stat_progress_copy has it
+SELECT c.pid, NULL, NULL, NULL, NULL, 'copying', a.query_start, NULL,
+       c.tuples_processed, NULL, c.bytes_processed, NULL, NULL, NULL, NULL,
+       pg_catalog.now()
+  FROM pg_catalog.pg_stat_progress_copy c
+  JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) c.pid
+ WHERE NOT dbsync.progress_preloaded()
+   AND c.type OPERATOR(pg_catalog.=) 'CALLBACK'
+   AND a.query OPERATOR(pg_catalog.~) 'dbsync_(run|sync)';
 GRANT SELECT ON dbsync.progress TO PUBLIC;
 COMMENT ON VIEW dbsync.progress IS
     'live: one row per table (or server connecting) being synced now by any backend or worker';

@@ -43,6 +43,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "datatype/timestamp.h"
 
@@ -472,7 +473,15 @@ history_recover(void)
 		bool		aborted;
 
 		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+		{
+			/* a dropped database's leftovers go (nobody can record them) */
+			unsigned int dboid;
+
+			if (sscanf(de->d_name, "%u.", &dboid) == 1 &&
+				!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid)))
+				(void) unlink(psprintf(HISTORY_DIR "/%s", de->d_name));
 			continue;
+		}
 		aborted = strlen(de->d_name) > 8 &&
 			strcmp(de->d_name + strlen(de->d_name) - 8, ".aborted") == 0;
 		if (!aborted && sscanf(de->d_name + strlen(prefix), "%d%63s", &pid, rest) != 1)

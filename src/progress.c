@@ -36,6 +36,7 @@
 #include "dbsync.h"
 
 PG_FUNCTION_INFO_V1(dbsync_progress_slots);
+PG_FUNCTION_INFO_V1(dbsync_progress_preloaded);
 
 #define PROGRESS_FLUSH_MS	100
 #define PROGRESS_NOTICE_MS	10000
@@ -422,4 +423,11 @@ dbsync_progress_slots(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* dbsync.progress_preloaded(): are there slots (dbsync preloaded)? */
+Datum
+dbsync_progress_preloaded(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(slots != NULL);
 }

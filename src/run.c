@@ -192,6 +192,10 @@ typedef struct RunOutput
 	bool		scheduled;		/* the auto-sync: due tables only, quietly */
 	int64		run_id;			/* 0 until the first table needs one */
 	int			interval_secs;	/* the server's sync_interval, 0: none */
+	MemoryContext cxt;			/* lives as long as the call (commits too) */
+	StringInfo	failed;			/* "server.table" of the tables that failed */
+	int			nfailed;
+	int			first_errcode;	/* SQLSTATE of the first failure */
 } RunOutput;
 
 static void
@@ -205,6 +209,21 @@ emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 	NameData   *srv = palloc0(sizeof(NameData));
 
 	dur->time = GetCurrentTimestamp() - started;
+	if (strcmp(status, "error") == 0 && out->cxt)
+	{
+		MemoryContext old = MemoryContextSwitchTo(out->cxt);
+
+		if (out->failed == NULL)
+			out->failed = makeStringInfo();
+		if (out->nfailed < 10)
+			appendStringInfo(out->failed, "%s%s.%s", out->nfailed ? ", " : "",
+							 quote_identifier(out->server),
+							 table ? quote_identifier(table) : "*");
+		else if (out->nfailed == 10)
+			appendStringInfoString(out->failed, ", ...");
+		out->nfailed++;
+		MemoryContextSwitchTo(old);
+	}
 	if (out->rsinfo == NULL)
 	{
 		ereport(NOTICE,
@@ -426,6 +445,8 @@ run_record_failure(RunOutput *out, SourceConfig *cfg, RunRecord *rec,
 	run_record_error(rec, edata);
 	history_record(rec);
 	health_record_failure(rec, total->progressed, out->interval_secs);
+	if (out->first_errcode == 0)
+		out->first_errcode = edata->sqlerrcode;
 }
 
 /*
@@ -658,6 +679,8 @@ record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 	RunRecord	rec;
 	bool		recorded = false;
 
+	if (out->first_errcode == 0)
+		out->first_errcode = edata->sqlerrcode;
 	if (cfg)
 	{
 		catalog_forget_stale(server->servername, cfg->serverid);
@@ -924,12 +947,20 @@ dbsync_sync(PG_FUNCTION_ARGS)
 	else
 		servers = all_servers();
 
+	out.cxt = CurrentMemoryContext;
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	run_housekeeping();
 	foreach(lc, servers)
 		run_server(&out, lfirst(lc), only_table);
 	SPI_finish();
 	guard_end(out.guard_nest);
+	/* what succeeded is committed; a scheduler must still see the failure */
+	if (out.nfailed > 0)
+		ereport(ERROR,
+				(errcode(out.first_errcode ? out.first_errcode : ERRCODE_FDW_ERROR),
+				 errmsg("dbsync_sync: %d table(s) failed: %s", out.nfailed, out.failed->data),
+				 errdetail("The other tables were synced and committed."),
+				 errhint("See last_error in dbsync.status, or error and error_hint in dbsync.runs, for each failed table.")));
 	PG_RETURN_VOID();
 }
 

@@ -168,7 +168,8 @@ fi
 check "retention: 40-day-old runs pruned at start, last 10 and last failure kept" \
     is "SELECT count(*) || ' ' || count(*) FILTER (WHERE status = 'error') FROM dbsync.runs WHERE table_name = 'old_t'" "11 1"
 check "retention: a table's last runs are kept however old" is "SELECT count(*) FROM dbsync.runs WHERE table_name = 'old_u'" 3
-check "no leftover files of interrupted runs" [ -z "$(ls "$WH_DATADIR/pg_dbsync" 2>/dev/null)" ]
+dbid=$(q "SELECT oid FROM pg_database WHERE datname = current_database()")
+check "no leftover files of interrupted runs" [ -z "$(ls "$WH_DATADIR/pg_dbsync" 2>/dev/null | grep "^$dbid\.")" ]
 slow_off ops.big
 q "CALL dbsync_sync('ops', 'big')" >/dev/null 2>&1
 check "after cancel, kill and crash the load resumes and ends exact" same_rows big ops
