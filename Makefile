@@ -53,12 +53,15 @@ endif
 # PGXS tracks no header dependencies: rebuild every object when a header changes
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo cppcheck
+.PHONY: test demo demo-stop cppcheck
 test:
 	bash scripts/run-tests.sh
 
 demo:
 	bash scripts/demo.sh
+
+demo-stop:
+	DBSYNC_TESTDIR=$${DEMO_DIR:-/tmp/dbsync-demo} bash scripts/testenv.sh stop
 
 cppcheck:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \

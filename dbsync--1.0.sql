@@ -50,9 +50,11 @@ CREATE TABLE dbsync.tables (
     first_failure_at      timestamptz,          -- start of the current failure streak
     last_sqlstate         text,
     last_error_class      text,
+    last_remote_sql       text,                 -- the source statement that failed
     next_attempt_at       timestamptz,          -- the auto-sync's next try (schedule, backoff)
     paused_at             timestamptz,
     paused_reason         text,
+    excluded_since        timestamptz,          -- no longer selected by tables/exclude_tables
     -- totals that only grow (pruning dbsync.runs never resets them)
     runs_total            bigint NOT NULL DEFAULT 0,
     failures_total        bigint NOT NULL DEFAULT 0,
@@ -68,7 +70,7 @@ REVOKE ALL ON dbsync.tables FROM PUBLIC;
 
 -- One row per synced table, for the servers the current role may use.
 -- security_barrier: a caller's own conditions never see rows of servers it may not use
-CREATE VIEW dbsync.status WITH (security_barrier) AS
+CREATE VIEW dbsync.table_status WITH (security_barrier) AS
 SELECT t.server::name AS server,
        t.table_name,
        (SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
@@ -89,7 +91,8 @@ SELECT t.server::name AS server,
        t.remote_missing_since,
        t.source_flavor,
        t.enabled,
-       CASE WHEN NOT t.enabled THEN 'disabled'
+       CASE WHEN t.excluded_since IS NOT NULL THEN 'excluded'
+            WHEN NOT t.enabled THEN 'disabled'
             WHEN t.paused_at IS NOT NULL THEN 'paused'
             WHEN t.health_state OPERATOR(pg_catalog.=) 'failing' THEN 'failing'
             WHEN t.last_synced_at IS NULL AND t.resume_key IS NOT NULL THEN 'initial_load'
@@ -106,18 +109,17 @@ SELECT t.server::name AS server,
        t.paused_reason,
        t.freshness_at,
        t.last_sqlstate,
-       t.last_error_class
+       t.last_error_class,
+       t.last_remote_sql
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) t.server
    AND t.server_oid OPERATOR(pg_catalog.=) s.oid     -- not a dropped server's of the same name
   LEFT JOIN LATERAL (SELECT o.option_value::pg_catalog.interval AS every
                        FROM pg_catalog.pg_options_to_table(s.srvoptions) o
-                      WHERE o.option_name OPERATOR(pg_catalog.=) 'sync_interval') o ON true
- WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
-    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');   -- monitoring roles
+                      WHERE o.option_name OPERATOR(pg_catalog.=) 'sync_interval') o ON true;
+-- (internal: no role but the extension's owner reads it; see dbsync.status and dbsync.metrics)
 CREATE INDEX ON dbsync.tables (target_relid);
 GRANT USAGE ON SCHEMA dbsync TO PUBLIC;
-GRANT SELECT ON dbsync.status TO PUBLIC;
 
 CREATE FUNCTION public.dbsync_run(srv name DEFAULT NULL, tbl text DEFAULT NULL,
     OUT server name, OUT table_name text, OUT mode text,
@@ -195,22 +197,49 @@ CREATE TABLE dbsync.run_history (
     error         text,
     error_detail  text,
     error_hint    text,
+    remote_sql    text,                  -- the source statement that failed
     pid           integer
 );
 REVOKE ALL ON dbsync.run_history FROM PUBLIC;
 CREATE INDEX run_history_table_idx ON dbsync.run_history (server, COALESCE(table_name, ''), finished_at DESC);
 CREATE INDEX run_history_finished_idx ON dbsync.run_history (finished_at);
 
+-- dbsync.status also shows a server that never got to its tables (it could not
+-- connect or discover): one row with table_name NULL and its last error.
+CREATE VIEW dbsync.status WITH (security_barrier) AS
+SELECT * FROM dbsync.table_status st
+ WHERE pg_catalog.has_server_privilege(st.server::pg_catalog.text, 'USAGE')
+UNION ALL
+SELECT s.srvname, NULL, NULL, NULL, NULL, NULL, 'error', NULL, NULL, NULL, NULL, NULL,
+       r.error OPERATOR(pg_catalog.||) COALESCE(E'\nDETAIL: ' OPERATOR(pg_catalog.||) r.error_detail, '')
+               OPERATOR(pg_catalog.||) COALESCE(E'\nHINT: ' OPERATOR(pg_catalog.||) r.error_hint, ''),
+       r.finished_at, NULL, false, NULL, NULL, true, 'failing', NULL, r.finished_at,
+       (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM dbsync.run_history k
+         WHERE k.server OPERATOR(pg_catalog.=) r.server AND k.table_name IS NULL
+           AND k.server_oid OPERATOR(pg_catalog.=) s.oid),
+       NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql
+  FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+ CROSS JOIN LATERAL (SELECT h.* FROM dbsync.run_history h
+                      WHERE h.server OPERATOR(pg_catalog.=) s.srvname::pg_catalog.text
+                        AND h.server_oid OPERATOR(pg_catalog.=) s.oid AND h.table_name IS NULL
+                      ORDER BY h.finished_at DESC LIMIT 1) r
+ WHERE w.fdwname OPERATOR(pg_catalog.=) 'dbsync'
+   AND r.status OPERATOR(pg_catalog.=) 'error'
+   AND NOT EXISTS (SELECT FROM dbsync.tables t WHERE t.server OPERATOR(pg_catalog.=) s.srvname::pg_catalog.text
+                     AND t.server_oid OPERATOR(pg_catalog.=) s.oid)
+   AND pg_catalog.has_server_privilege(s.oid, 'USAGE');
+GRANT SELECT ON dbsync.status TO PUBLIC;
+
 CREATE VIEW dbsync.runs WITH (security_barrier) AS
 SELECT r.run_id, r.server::name AS server, r.table_name, r.trigger, r.mode,
        r.started_at, r.finished_at, r.status, r.rows_read, r.rows_upserted,
        r.rows_deleted, r.rows_skipped, r.bytes_read, r.cursor_from, r.cursor_to,
-       r.sqlstate, r.error_class, r.error, r.error_detail, r.error_hint, r.pid
+       r.sqlstate, r.error_class, r.error, r.error_detail, r.error_hint, r.remote_sql, r.pid
   FROM dbsync.run_history r
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) r.server
    AND r.server_oid OPERATOR(pg_catalog.=) s.oid
- WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE')
-    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');   -- monitoring roles
+ WHERE pg_catalog.has_server_privilege(s.oid, 'USAGE');
 GRANT SELECT ON dbsync.runs TO PUBLIC;
 COMMENT ON VIEW dbsync.runs IS
     'one row per table per run (ok, error, skipped, aborted), kept for dbsync.history_retention';
@@ -260,8 +289,9 @@ SELECT c.pid, NULL, NULL, NULL, NULL, 'copying', a.query_start, NULL,
   FROM pg_catalog.pg_stat_progress_copy c
   JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) c.pid
  WHERE NOT dbsync.progress_preloaded()
+   AND c.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
    AND c.type OPERATOR(pg_catalog.=) 'CALLBACK'
-   AND a.query OPERATOR(pg_catalog.~) 'dbsync_(run|sync)';
+   AND a.query OPERATOR(pg_catalog.~*) '^\s*(select|call)\M.*\mdbsync_(run|sync)\s*\(';
 GRANT SELECT ON dbsync.progress TO PUBLIC;
 COMMENT ON VIEW dbsync.progress IS
     'live: one row per table (or server connecting) being synced now by any backend or worker';
@@ -289,11 +319,14 @@ SELECT st.server::pg_catalog.text AS server, st.table_name,
        t.rows_deleted_total, t.rows_skipped_total, t.bytes_read_total,
        COALESCE(p.rows_read, 0) AS progress_rows_read,
        COALESCE(p.rows_estimated, 0) AS progress_rows_estimated
-  FROM dbsync.status st
+  FROM dbsync.table_status st
   JOIN dbsync.tables t ON t.server OPERATOR(pg_catalog.=) st.server::pg_catalog.text
    AND t.table_name OPERATOR(pg_catalog.=) st.table_name
   LEFT JOIN dbsync.progress p ON p.server OPERATOR(pg_catalog.=) st.server
-   AND p.table_name OPERATOR(pg_catalog.=) st.table_name;
+   AND p.table_name OPERATOR(pg_catalog.=) st.table_name
+ -- the servers' users, and monitoring roles (labels and numbers only: no row values)
+ WHERE pg_catalog.has_server_privilege(st.server::pg_catalog.text, 'USAGE')
+    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');
 GRANT SELECT ON dbsync.metrics TO PUBLIC;
 COMMENT ON VIEW dbsync.metrics IS
     'one row per table: labels (server, table_name, target, health) and numbers (epoch seconds, totals that only grow, 0/1 flags) for postgres_exporter / sql_exporter';

@@ -147,8 +147,8 @@ write_env() {
                  SRC_MY_DIR SRC_MY_DATADIR SRC_MY_SOCKET SRC_MY_PIDFILE SRC_MY_LOG; do
             printf 'export %s=%q\n' "$v" "${!v}"
         done
-        # Plain psql reaches the warehouse as postgres.
-        printf 'export PGHOST=127.0.0.1 PGPORT=%q PGUSER=postgres\n' "$WH_PORT"
+        # Plain psql reaches the warehouse's dbsync database as postgres.
+        printf 'export PGHOST=127.0.0.1 PGPORT=%q PGUSER=postgres PGDATABASE=%q\n' "$WH_PORT" "$WH_DB"
     } >"$BASE/env.sh"
 }
 

@@ -476,6 +476,29 @@ catalog_register(const char *server, Oid serverid, const char *target_schema,
 	return SPI_processed > 0;
 }
 
+/*
+ * Tables selected again (back at the source, or no longer excluded): the
+ * auto-sync counts them as due again.  Rows another run holds are left
+ * alone (that run ends with its own schedule for them).
+ */
+void
+catalog_unpark(const char *server, List *tables)
+{
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		values[2];
+
+	if (tables == NIL)
+		return;
+	values[0] = CStringGetTextDatum(server);
+	values[1] = list_to_text_array(tables);
+	catalog_exec("UPDATE dbsync.tables SET next_attempt_at = NULL, excluded_since = NULL "
+				 "WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM dbsync.tables "
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) ANY ($2) "
+				 "AND (next_attempt_at OPERATOR(pg_catalog.=) 'infinity' OR excluded_since IS NOT NULL) "
+				 "FOR UPDATE SKIP LOCKED))",
+				 2, types, values, NULL, SPI_OK_UPDATE);
+}
+
 /* Remote table names this server has state for (synced_only: synced once). */
 List *
 catalog_known_tables(const char *server, bool synced_only)

@@ -186,6 +186,7 @@ typedef struct RunRecord
 	char	   *error;
 	char	   *detail;
 	char	   *hint;
+	char	   *remote_sql;		/* the source statement that failed */
 } RunRecord;
 
 /* in guard.c */
@@ -249,6 +250,7 @@ extern char *catalog_target_user(Oid relid);
 extern bool catalog_note_missing(const char *server, const char *table);
 extern bool catalog_register(const char *server, Oid serverid,
 							 const char *target_schema, List *tables);
+extern void catalog_unpark(const char *server, List *tables);
 extern void catalog_set_table(const char *server, const char *table, Datum pk,
 							  bool pk_null, const char *cursor, int enabled);
 extern int64 catalog_forget_state(const char *server, const char *table);
@@ -296,7 +298,7 @@ extern void health_record_failure(RunRecord *r, bool progressed,
 								  int interval_secs);
 extern bool health_table_due(const char *server, const char *table,
 							 bool scheduled, char **why);
-extern void health_park(const char *server, List *tables);
+extern void health_park(const char *server, List *tables, bool excluded);
 
 /* in progress.c */
 extern void progress_init(void);

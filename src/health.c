@@ -160,6 +160,7 @@ health_record_success(RunRecord *r, int64 step_upserted, int64 step_deleted,
 	catalog_exec("WITH old AS (SELECT health_state FROM dbsync.tables " TABLE_WHERE ") "
 				 "UPDATE dbsync.tables SET last_attempt_at = pg_catalog.now(), freshness_at = $3, "
 				 "consecutive_failures = 0, first_failure_at = NULL, last_sqlstate = NULL, "
+				 "last_remote_sql = NULL, "
 				 "last_error_class = NULL, "
 				 "next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) "
 				 "  pg_catalog.make_interval(secs => $4::pg_catalog.float8), "
@@ -199,10 +200,10 @@ backoff_seconds(int n, const char *error_class, int interval_secs)
 void
 health_record_failure(RunRecord *r, bool progressed, int interval_secs)
 {
-	Oid			types[9] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, FLOAT8OID, TEXTOID, TEXTOID,
-	INT8OID, TIMESTAMPTZOID};
-	Datum		v[9];
-	char		n[9];
+	Oid			types[10] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, FLOAT8OID, TEXTOID, TEXTOID,
+	INT8OID, TIMESTAMPTZOID, TEXTOID};
+	Datum		v[10];
+	char		n[10];
 	int			failures;
 	bool		isnull;
 	bool		streak_old = false;
@@ -243,8 +244,9 @@ health_record_failure(RunRecord *r, bool progressed, int interval_secs)
 		v[7] = Int64GetDatum(read);
 	}
 	v[8] = TimestampTzGetDatum(r->started_at);
+	v[9] = text_datum(r->remote_sql, &n[9]);
 	catalog_exec("UPDATE dbsync.tables SET last_attempt_at = pg_catalog.now(), "
-				 "consecutive_failures = $3, "
+				 "consecutive_failures = $3, last_remote_sql = $10, "
 				 "first_failure_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 1 THEN pg_catalog.now() "
 				 "  ELSE COALESCE(first_failure_at, pg_catalog.now()) END, "
 				 "next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $5), "
@@ -259,7 +261,7 @@ health_record_failure(RunRecord *r, bool progressed, int interval_secs)
 				 "rows_read_total = rows_read_total OPERATOR(pg_catalog.+) $8, "
 				 "last_duration = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) $9 "
 				 TABLE_WHERE " RETURNING health_state",
-				 9, types, v, n, SPI_OK_UPDATE_RETURNING);
+				 10, types, v, n, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 1)
 	{
 		char	   *after = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -316,10 +318,10 @@ health_table_due(const char *server, const char *table, bool scheduled,
 
 /* Tables the auto-sync need not count as due (excluded, gone at the source). */
 void
-health_park(const char *server, List *tables)
+health_park(const char *server, List *tables, bool excluded)
 {
-	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
-	Datum		v[2];
+	Oid			types[3] = {TEXTOID, TEXTARRAYOID, BOOLOID};
+	Datum		v[3];
 	Datum	   *elems;
 	ListCell   *lc;
 	int			i = 0;
@@ -331,12 +333,16 @@ health_park(const char *server, List *tables)
 		elems[i++] = CStringGetTextDatum(lfirst(lc));
 	v[0] = CStringGetTextDatum(server);
 	v[1] = PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+	v[2] = BoolGetDatum(excluded);
 	/* a row another run holds is left alone (never wait for it) */
-	catalog_exec("UPDATE dbsync.tables SET next_attempt_at = 'infinity' "
+	catalog_exec("UPDATE dbsync.tables SET next_attempt_at = 'infinity', "
+				 "excluded_since = CASE WHEN $3 THEN COALESCE(excluded_since, pg_catalog.now()) END "
 				 "WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM dbsync.tables "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) ANY ($2) "
-				 "AND next_attempt_at IS DISTINCT FROM 'infinity' FOR UPDATE SKIP LOCKED))",
-				 2, types, v, NULL, SPI_OK_UPDATE);
+				 "AND (next_attempt_at IS DISTINCT FROM 'infinity' "
+				 "  OR (excluded_since IS NULL) IS DISTINCT FROM NOT $3) "
+				 "FOR UPDATE SKIP LOCKED))",
+				 3, types, v, NULL, SPI_OK_UPDATE);
 }
 
 /* Pause or resume one table, or (table NULL) every known table of a server. */
@@ -351,6 +357,9 @@ pause_or_resume(FunctionCallInfo fcinfo, bool pause)
 	const char *reason = pause && !PG_ARGISNULL(2) ? text_to_cstring(PG_GETARG_TEXT_PP(2)) : NULL;
 	int			nest;
 	uint64		i;
+	uint64		count;
+	SPITupleTable *tt;
+	int			known;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -367,9 +376,11 @@ pause_or_resume(FunctionCallInfo fcinfo, bool pause)
 	v[3] = CStringGetTextDatum(reason ? psprintf("%s (by %s)", reason, GetUserNameFromId(GetUserId(), false)) :
 							   psprintf("dbsync_pause() by %s", GetUserNameFromId(GetUserId(), false)));
 	SPI_connect();
+	/* a row a run holds is not waited for (it is said below) */
 	catalog_exec("WITH old AS (SELECT table_name, health_state FROM dbsync.tables "
 				 "  WHERE server OPERATOR(pg_catalog.=) $1 "
-				 "  AND ($2::pg_catalog.text IS NULL OR table_name OPERATOR(pg_catalog.=) $2)) "
+				 "  AND ($2::pg_catalog.text IS NULL OR table_name OPERATOR(pg_catalog.=) $2) "
+				 "  FOR UPDATE SKIP LOCKED) "
 				 "UPDATE dbsync.tables t SET "
 				 "paused_at = CASE WHEN $3 THEN COALESCE(t.paused_at, pg_catalog.now()) END, "
 				 "paused_reason = CASE WHEN $3 THEN COALESCE(t.paused_reason, $4) END, "
@@ -384,7 +395,19 @@ pause_or_resume(FunctionCallInfo fcinfo, bool pause)
 				 "AND t.table_name OPERATOR(pg_catalog.=) old.table_name "
 				 "RETURNING t.table_name, old.health_state, t.health_state, t.consecutive_failures",
 				 4, types, v, n, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 0 && table)
+	count = SPI_processed;
+	tt = SPI_tuptable;
+	catalog_exec("SELECT pg_catalog.count(*) FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 "
+				 "AND ($2::pg_catalog.text IS NULL OR table_name OPERATOR(pg_catalog.=) $2)",
+				 2, types, v, n, SPI_OK_SELECT);
+	known = atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	if (known > (int) count)
+		ereport(WARNING,
+				(errmsg("%d table(s) of server \"%s\" are being synced right now and were not %s",
+						known - (int) count, server->servername, pause ? "paused" : "resumed"),
+				 errhint("Run %s again once that run has ended (dbsync.progress shows it).",
+						 pause ? "dbsync_pause" : "dbsync_resume")));
+	if (known == 0 && table)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" of server \"%s\" has never been synced", table,
@@ -393,9 +416,6 @@ pause_or_resume(FunctionCallInfo fcinfo, bool pause)
 						 quote_literal_cstr(server->servername), quote_literal_cstr(table),
 						 quote_literal_cstr(server->servername))));
 	{
-		SPITupleTable *tt = SPI_tuptable;
-		uint64		count = SPI_processed;
-
 		for (i = 0; i < count; i++)
 		{
 			char	   *name = SPI_getvalue(tt->vals[i], tt->tupdesc, 1);

@@ -59,6 +59,7 @@ typedef struct OpenRun
 {
 	RunRecord	rec;			/* in history_cxt */
 	bool		recorded;		/* its row is in the current transaction */
+	SubTransactionId subid;		/* opened in this (sub)transaction */
 } OpenRun;
 
 static MemoryContext history_cxt = NULL;
@@ -67,11 +68,17 @@ static List *files_done = NIL;	/* char *: unlink at commit */
 static char *abort_reason = NULL;	/* why the statement was interrupted */
 static char *abort_sqlstate = NULL;
 static int	abort_files = 0;
+static bool pid_file_written = false;	/* my_pid_file() may exist */
 
-static char *
+/* pg_dbsync/<db>.<pid>.<backend start>: no allocation (commit callbacks use it) */
+static const char *
 my_pid_file(void)
 {
-	return psprintf(HISTORY_DIR "/%u.%d", MyDatabaseId, MyProcPid);
+	static char path[MAXPGPATH];
+
+	snprintf(path, sizeof(path), HISTORY_DIR "/%u.%d." INT64_FORMAT,
+			 MyDatabaseId, MyProcPid, (int64) MyStartTime);
+	return path;
 }
 
 static void
@@ -129,26 +136,53 @@ append_record(StringInfo out, RunRecord *r)
 	json_field(&buf, "error", r->error);
 	json_field(&buf, "error_detail", r->detail);
 	json_field(&buf, "error_hint", r->hint);
+	json_field(&buf, "remote_sql", r->remote_sql);
 	json_int(&buf, "pid", MyProcPid);
 	appendStringInfoString(&buf, "}\n");
 	appendBinaryStringInfo(out, buf.data, buf.len);
 	pfree(buf.data);
 }
 
-/* Write a whole file; never errors (it may run while aborting). */
+/*
+ * Write data to a file: appended, or replacing it whole (a new file renamed
+ * over it, so a reader never sees half of it).  Never errors: it may run
+ * while aborting.
+ */
 static bool
-write_file(const char *path, const char *data, int len)
+write_file(const char *path, const char *data, int len, bool append)
 {
+	char		tmp[MAXPGPATH];
 	int			fd;
 	bool		ok;
 
 	(void) mkdir(HISTORY_DIR, pg_dir_create_mode);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(append ? path : tmp,
+			  O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | PG_BINARY,
+			  pg_file_create_mode);
 	if (fd < 0)
 		return false;
 	ok = write(fd, data, len) == len;
 	close(fd);
+	if (!append && ok)
+		ok = rename(tmp, path) == 0;
 	return ok;
+}
+
+static void
+warn_unwritten(const char *path)
+{
+	ereport(WARNING,
+			(errcode_for_file_access(),
+			 errmsg("could not write \"%s\": %m", path),
+			 errhint("Without it, a crash during this run leaves no trace in dbsync.runs; check the permissions and free space of the data directory.")));
+}
+
+static void
+append_header(StringInfo buf)
+{
+	appendStringInfo(buf, "dbsync runs of a backend started " INT64_FORMAT "\n",
+					 (int64) PgStartTime);
 }
 
 /* The open runs of this backend, as the file a crash would leave. */
@@ -159,15 +193,16 @@ write_pid_file(void)
 	ListCell   *lc;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "dbsync runs of a backend started " INT64_FORMAT "\n",
-					 (int64) PgStartTime);
+	append_header(&buf);
 	foreach(lc, open_runs)
-		append_record(&buf, &((OpenRun *) lfirst(lc))->rec);
-	if (!write_file(my_pid_file(), buf.data, buf.len))
-		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("could not write \"%s\": %m", my_pid_file()),
-				 errhint("Without it, a crash during this run leaves no trace in dbsync.runs; check the permissions of the data directory.")));
+	{
+		OpenRun    *o = lfirst(lc);
+
+		if (!o->recorded)
+			append_record(&buf, &o->rec);
+	}
+	if (!write_file(my_pid_file(), buf.data, buf.len, false))
+		warn_unwritten(my_pid_file());
 	pfree(buf.data);
 }
 
@@ -190,6 +225,7 @@ copy_record(RunRecord *dst, RunRecord *src)
 	dst->error = copy_str(src->error);
 	dst->detail = copy_str(src->detail);
 	dst->hint = copy_str(src->hint);
+	dst->remote_sql = copy_str(src->remote_sql);
 }
 
 /* A table's run starts: until its row commits, a crash leaves a trace. */
@@ -199,14 +235,25 @@ history_open(RunRecord *r)
 	OpenRun    *o = MemoryContextAllocZero(history_cxt, sizeof(OpenRun));
 	MemoryContext old;
 
+	StringInfoData buf;
+
 	copy_record(&o->rec, r);
 	o->rec.status = "aborted";
 	o->rec.finished_at = 0;
 	o->rec.error = copy_str("the run ended without finishing: its backend was killed or the server crashed or restarted");
+	o->subid = GetCurrentSubTransactionId();
 	old = MemoryContextSwitchTo(history_cxt);
 	open_runs = lappend(open_runs, o);
 	MemoryContextSwitchTo(old);
-	write_pid_file();
+	/* one line appended per table (a rewrite per table would be quadratic) */
+	initStringInfo(&buf);
+	if (access(my_pid_file(), F_OK) != 0)
+		append_header(&buf);
+	append_record(&buf, &o->rec);
+	pid_file_written = true;
+	if (!write_file(my_pid_file(), buf.data, buf.len, true))
+		warn_unwritten(my_pid_file());
+	pfree(buf.data);
 }
 
 static OpenRun *
@@ -236,11 +283,11 @@ text_or_null(const char *s, char *null)
 void
 history_record(RunRecord *r)
 {
-	Oid			types[20] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID,
+	Oid			types[21] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID,
 		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		v[20];
-	char		n[20];
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[21];
+	char		n[21];
 	OpenRun    *o = find_open(r);
 
 	memset(n, ' ', sizeof(n));
@@ -264,13 +311,14 @@ history_record(RunRecord *r)
 	v[17] = text_or_null(r->error, &n[17]);
 	v[18] = text_or_null(r->detail, &n[18]);
 	v[19] = text_or_null(r->hint, &n[19]);
+	v[20] = text_or_null(r->remote_sql, &n[20]);
 	catalog_exec("INSERT INTO dbsync.run_history (run_id, server, server_oid, table_name, "
 				 "trigger, mode, started_at, finished_at, status, rows_read, rows_upserted, "
 				 "rows_deleted, rows_skipped, bytes_read, cursor_from, cursor_to, sqlstate, "
-				 "error_class, error, error_detail, error_hint, pid) "
+				 "error_class, error, error_detail, error_hint, remote_sql, pid) "
 				 "VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.clock_timestamp(), $8, $9, $10, "
-				 "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, pg_catalog.pg_backend_pid())",
-				 20, types, v, n, SPI_OK_INSERT);
+				 "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, pg_catalog.pg_backend_pid())",
+				 21, types, v, n, SPI_OK_INSERT);
 	if (o)
 	{
 		MemoryContext old = MemoryContextSwitchTo(history_cxt);
@@ -296,20 +344,29 @@ history_note_interrupt(ErrorData *edata)
 	MemoryContextSwitchTo(old);
 }
 
-/* The open tables of an aborted transaction, for history_recover(). */
+/*
+ * The open tables of an aborted (sub)transaction with subid >= from, for
+ * history_recover(); they leave the list.
+ */
 static void
-write_aborted_file(void)
+write_aborted_file(SubTransactionId from)
 {
 	StringInfoData buf;
 	ListCell   *lc;
 	char		path[MAXPGPATH];
 	TimestampTz now = GetCurrentTimestamp();
+	bool		any = false;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "dbsync aborted runs\n");
 	foreach(lc, open_runs)
 	{
 		RunRecord  *r = &((OpenRun *) lfirst(lc))->rec;
+
+		if (((OpenRun *) lfirst(lc))->subid < from)
+			continue;
+		open_runs = foreach_delete_current(open_runs, lc);
+		any = true;
 
 		r->finished_at = now;
 		r->error = abort_reason ? abort_reason :
@@ -320,9 +377,11 @@ write_aborted_file(void)
 		r->error_class = "interrupted";
 		append_record(&buf, r);
 	}
-	snprintf(path, sizeof(path), HISTORY_DIR "/%u.%d.%d." INT64_FORMAT ".aborted",
-			 MyDatabaseId, MyProcPid, ++abort_files, (int64) now);
-	if (!write_file(path, buf.data, buf.len))
+	if (!any)
+		return;
+	snprintf(path, sizeof(path), HISTORY_DIR "/%u.%d." INT64_FORMAT ".%d.aborted",
+			 MyDatabaseId, MyProcPid, (int64) MyStartTime, ++abort_files);
+	if (!write_file(path, buf.data, buf.len, false))
 		ereport(LOG,
 				(errcode_for_file_access(),
 				 errmsg("could not write \"%s\": %m", path)));
@@ -332,11 +391,23 @@ static void
 history_xact_callback(XactEvent event, void *arg)
 {
 	ListCell   *lc;
+	bool		mixed = false;
 
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT)
+	{
+		/* tables that go on past this commit (checkpoints): only they stay */
+		foreach(lc, open_runs)
+		{
+			if (((OpenRun *) lfirst(lc))->recorded)
+				mixed = true;
+		}
+		if (mixed && list_length(open_runs) > 1)
+			write_pid_file();
+		return;
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
-		bool		had = open_runs != NIL;
-
+		/* no allocation here: an error now could not abort any more */
 		foreach(lc, open_runs)
 		{
 			if (((OpenRun *) lfirst(lc))->recorded)
@@ -345,22 +416,19 @@ history_xact_callback(XactEvent event, void *arg)
 		foreach(lc, files_done)
 			(void) unlink(lfirst(lc));
 		files_done = NIL;
-		if (had && open_runs == NIL)
+		if (open_runs != NIL)
+			return;				/* a table's run goes on across its checkpoints */
+		if (pid_file_written)
 			(void) unlink(my_pid_file());
-		else if (had)
-		{
-			/* a table's run goes on across the commits of its checkpoints */
-			write_pid_file();
-			return;
-		}
+		pid_file_written = false;
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
 		if (open_runs != NIL)
-		{
-			write_aborted_file();
+			write_aborted_file(InvalidSubTransactionId);
+		if (pid_file_written)
 			(void) unlink(my_pid_file());
-		}
+		pid_file_written = false;
 		open_runs = NIL;
 		files_done = NIL;
 	}
@@ -371,54 +439,58 @@ history_xact_callback(XactEvent event, void *arg)
 	MemoryContextReset(history_cxt);
 }
 
+/*
+ * A rolled-back savepoint takes the rows of the runs it contained with it:
+ * those runs are aborted too (never "nothing").
+ */
+static void
+history_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && open_runs != NIL)
+		write_aborted_file(mySubid);
+}
+
 void
 history_init(void)
 {
 	history_cxt = AllocSetContextCreate(TopMemoryContext, "dbsync history",
 										ALLOCSET_SMALL_SIZES);
 	RegisterXactCallback(history_xact_callback, NULL);
+	RegisterSubXactCallback(history_subxact_callback, NULL);
 }
 
 /* Is the process of a pid file still running this backend's runs? */
 static bool
-pid_file_live(const char *path, int pid, const char *header)
+pid_file_live(int pid, const char *header)
 {
 	char	   *expect = psprintf("dbsync runs of a backend started " INT64_FORMAT,
 								  (int64) PgStartTime);
 
 	if (strcmp(header, expect) != 0)
-		return false;			/* written before the server (re)started */
+		return false;			/* written before the server started */
+	/* a pid reused after a crash restart only delays the recovery */
 	return pid == MyProcPid || BackendPidGetProc(pid) != NULL;
 }
 
-/* Insert every record of one leftover file as an 'aborted' row. */
+/*
+ * Insert every record of one leftover file as an 'aborted' row, unless the
+ * run has a row already (it committed after all, or the file was recovered
+ * before: recovery is idempotent).
+ */
 static void
-recover_file(const char *path, bool is_pid_file, int pid)
+recover_records(char *data)
 {
-	char	   *data;
 	char	   *line;
 	char	   *save = NULL;
-	FILE	   *f = AllocateFile(path, PG_BINARY_R);
-	struct stat sb;
 	Oid			types[1] = {TEXTOID};
 
-	if (f == NULL)
-		return;
-	if (fstat(fileno(f), &sb) != 0 || sb.st_size > 64 * 1024 * 1024)
-	{
-		FreeFile(f);
-		return;
-	}
-	data = palloc(sb.st_size + 1);
-	data[fread(data, 1, sb.st_size, f)] = '\0';
-	FreeFile(f);
-	line = strtok_r(data, "\n", &save);
-	if (line == NULL || (is_pid_file && pid_file_live(path, pid, line)))
-		return;
-	while ((line = strtok_r(NULL, "\n", &save)) != NULL)
+	for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 	{
 		Datum		v[1];
 
+		if (line[0] != '{')
+			continue;			/* the header */
 		v[0] = CStringGetTextDatum(line);
 		catalog_exec("INSERT INTO dbsync.run_history (run_id, server, server_oid, table_name, "
 					 "trigger, mode, started_at, finished_at, status, rows_read, rows_upserted, "
@@ -435,15 +507,91 @@ recover_file(const char *path, bool is_pid_file, int pid)
 					 "started_at float8, finished_at float8, rows_read bigint, "
 					 "rows_upserted bigint, rows_deleted bigint, rows_skipped bigint, "
 					 "bytes_read bigint, cursor_from text, cursor_to text, sqlstate text, "
-					 "error_class text, error text, pid integer)",
+					 "error_class text, error text, pid integer) "
+					 "WHERE NOT EXISTS (SELECT FROM dbsync.run_history h "
+					 "  WHERE h.run_id OPERATOR(pg_catalog.=) r.run_id "
+					 "  AND h.server_oid OPERATOR(pg_catalog.=) r.server_oid "
+					 "  AND h.table_name IS NOT DISTINCT FROM r.table_name)",
 					 1, types, v, NULL, SPI_OK_INSERT);
 	}
+}
+
+/* The whole of a small file, or NULL. */
+static char *
+read_small_file(const char *path)
+{
+	FILE	   *f = AllocateFile(path, PG_BINARY_R);
+	struct stat sb;
+	char	   *data = NULL;
+
+	if (f == NULL)
+		return NULL;
+	if (fstat(fileno(f), &sb) == 0 && sb.st_size <= 64 * 1024 * 1024)
+	{
+		data = palloc(sb.st_size + 1);
+		data[fread(data, 1, sb.st_size, f)] = '\0';
+	}
+	FreeFile(f);
+	return data;
+}
+
+/*
+ * Recover one file in a subtransaction: a file that cannot be read as
+ * records (cut short by a full disk, say) is set aside as .bad with a
+ * warning, and never stops a run or the launcher.
+ */
+static void
+recover_file(const char *path, bool is_pid_file, int pid)
+{
+	char	   *data = read_small_file(path);
+	char	   *nl;
+	Subxact		sx;
+
+	if (data == NULL)
+		return;
+	nl = strchr(data, '\n');
+	if (is_pid_file && nl)
+	{
+		*nl = '\0';
+		if (pid_file_live(pid, data))
+			return;
+		*nl = '\n';
+	}
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		recover_records(data);
+		subxact_commit(&sx);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = subxact_abort(&sx);
+
+		if (subxact_is_interrupt(edata))
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errmsg("dbsync: could not record the interrupted runs in \"%s\": %s",
+						path, edata->message),
+				 errhint("The file was renamed to \"%s.bad\"; look at it, then delete it.", path)));
+		(void) rename(path, psprintf("%s.bad", path));
+		return;
+	}
+	PG_END_TRY();
 	{
 		MemoryContext old = MemoryContextSwitchTo(history_cxt);
 
 		files_done = lappend(files_done, pstrdup(path));
 		MemoryContextSwitchTo(old);
 	}
+}
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+	size_t		n = strlen(s);
+	size_t		m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
 /*
@@ -467,10 +615,10 @@ history_recover(void)
 	dir = AllocateDir(HISTORY_DIR);
 	while ((de = ReadDir(dir, HISTORY_DIR)) != NULL)
 	{
-		char	   *path;
 		int			pid = 0;
+		int64		started;
 		char		rest[64];
-		bool		aborted;
+		int			n;
 
 		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
 		{
@@ -482,12 +630,13 @@ history_recover(void)
 				(void) unlink(psprintf(HISTORY_DIR "/%s", de->d_name));
 			continue;
 		}
-		aborted = strlen(de->d_name) > 8 &&
-			strcmp(de->d_name + strlen(de->d_name) - 8, ".aborted") == 0;
-		if (!aborted && sscanf(de->d_name + strlen(prefix), "%d%63s", &pid, rest) != 1)
+		if (ends_with(de->d_name, ".tmp") || ends_with(de->d_name, ".bad"))
 			continue;
-		path = psprintf(HISTORY_DIR "/%s", de->d_name);
-		recover_file(path, !aborted, pid);
+		n = sscanf(de->d_name + strlen(prefix), "%d." INT64_FORMAT "%63s", &pid, &started, rest);
+		if (ends_with(de->d_name, ".aborted"))
+			recover_file(psprintf(HISTORY_DIR "/%s", de->d_name), false, 0);
+		else if (n == 2)
+			recover_file(psprintf(HISTORY_DIR "/%s", de->d_name), true, pid);
 	}
 	FreeDir(dir);
 }

@@ -96,6 +96,19 @@ matches_any(List *patterns, const char *name)
 	return false;
 }
 
+static bool
+matches_any_exactly(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	}
+	return false;
+}
+
 bool
 table_selected(SourceConfig *cfg, const char *name)
 {
@@ -289,6 +302,22 @@ run_record_init(RunOutput *out, Oid serverid, const char *server,
 	rec->status = "ok";
 }
 
+/* The source statement an error names in its context ("remote SQL command: ..."). */
+static char *
+remote_sql_of(ErrorData *edata)
+{
+	const char *tag = "remote SQL command: ";
+	char	   *at = edata->context ? strstr(edata->context, tag) : NULL;
+	char	   *end;
+
+	if (at == NULL)
+		return NULL;
+	at = pstrdup(at + strlen(tag));
+	if ((end = strstr(at, "\nremote SQL command: ")) != NULL)
+		*end = '\0';
+	return at;
+}
+
 /* The parts of an error a history row keeps (row contents already gone). */
 static void
 run_record_error(RunRecord *rec, ErrorData *edata)
@@ -431,6 +460,7 @@ static void
 run_record_failure(RunOutput *out, SourceConfig *cfg, RunRecord *rec,
 				   SyncResult *total, ErrorData *edata)
 {
+	rec->remote_sql = remote_sql_of(edata);
 	strip_row_contents(edata);
 	ereport(LOG,
 			(errmsg("dbsync: sync of table \"%s\" of server \"%s\" failed: %s",
@@ -482,6 +512,9 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 				res.mode = NULL;
 				res.status = "skipped";
 				res.message = "another run is syncing this table";
+				rec->status = "skipped";
+				rec->error = res.message;
+				history_record(rec);
 			}
 			else
 			{
@@ -699,6 +732,7 @@ record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 						   cfg->target_schema, msg, NULL);
 		run_record_init(out, server->serverid, server->servername, lfirst(lc), &rec);
 		rec.started_at = started;
+		rec.remote_sql = remote_sql_of(edata);
 		run_record_error(&rec, edata);
 		history_record(&rec);
 		health_record_failure(&rec, false, out->interval_secs);
@@ -709,6 +743,7 @@ record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 		/* nothing synced yet: the failure is the server's */
 		run_record_init(out, server->serverid, server->servername, only_table, &rec);
 		rec.started_at = started;
+		rec.remote_sql = remote_sql_of(edata);
 		run_record_error(&rec, edata);
 		history_record(&rec);
 	}
@@ -780,7 +815,8 @@ run_server_unsynced(RunOutput *out, SourceConfig *cfg, List *tables,
 					const char *only_table)
 {
 	List	   *known = catalog_known_tables(cfg->server_name, false);
-	List	   *parked = NIL;
+	List	   *missing = NIL;
+	List	   *excluded = NIL;
 	ListCell   *lc;
 	bool		found = false;
 
@@ -792,7 +828,7 @@ run_server_unsynced(RunOutput *out, SourceConfig *cfg, List *tables,
 			continue;
 		if (find_remote_table(tables, name) == NULL)
 		{
-			parked = lappend(parked, (char *) name);
+			missing = lappend(missing, (char *) name);
 			if (!catalog_note_missing(cfg->server_name, name))
 				continue;		/* never synced: nothing kept */
 			found = true;
@@ -800,9 +836,10 @@ run_server_unsynced(RunOutput *out, SourceConfig *cfg, List *tables,
 				 "table no longer exists at the source; local data kept");
 		}
 		else if (!only_table && !table_selected(cfg, name))
-			parked = lappend(parked, (char *) name);
+			excluded = lappend(excluded, (char *) name);
 	}
-	health_park(cfg->server_name, parked);
+	health_park(cfg->server_name, missing, false);
+	health_park(cfg->server_name, excluded, true);
 	return found;
 }
 
@@ -818,6 +855,34 @@ only_table_may_run(RunOutput *out, ForeignServer *server, const char *table)
 	run_record_init(out, server->serverid, server->servername, table, &rec);
 	run_record_skip(out, &rec, why);
 	return false;
+}
+
+/*
+ * The tables this run syncs are due again if they were parked; in a
+ * procedure or worker run, new ones are known (to dbsync.status and the
+ * launcher) from the start, committed at once.  A new table another run is
+ * syncing is left to that run: registering never waits.
+ */
+static void
+run_server_register(RunOutput *out, SourceConfig *cfg, List *names,
+					Oid run_as, int sec)
+{
+	List	   *known;
+	List	   *fresh = NIL;
+	ListCell   *lc;
+
+	catalog_unpark(cfg->server_name, names);
+	if (!out->commit_batches)
+		return;
+	known = catalog_known_tables(cfg->server_name, false);
+	foreach(lc, names)
+	{
+		if (!matches_any_exactly(known, lfirst(lc)) &&
+			try_lock_table(cfg->server_name, lfirst(lc), false))
+			fresh = lappend(fresh, lfirst(lc));
+	}
+	if (catalog_register(cfg->server_name, cfg->serverid, cfg->target_schema, fresh))
+		run_commit(out, run_as, sec);
 }
 
 static void
@@ -852,10 +917,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 		if (only_table ? strcmp(only_table, rt->name) == 0 : table_selected(cfg, rt->name))
 			names = lappend(names, rt->name);
 	}
-	/* every table this run will sync is known (and due) from now on */
-	if (catalog_register(cfg->server_name, cfg->serverid, cfg->target_schema, names) &&
-		out->commit_batches)
-		run_commit(out, as_owner.userid, as_owner.sec);
+	run_server_register(out, cfg, names, as_owner.userid, as_owner.sec);
 	foreach(lc, names)
 	{
 		found = true;

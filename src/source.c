@@ -16,7 +16,9 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pg_shmem.h"
 #include "utils/wait_event.h"
 
 #include "source.h"
@@ -123,16 +125,26 @@ source_discard(SourceConn *conn)
 	conn->driver->close(conn, true);
 }
 
+/* The detached process never dies by a signal (see source_detach). */
+static void
+detached_quit(SIGNAL_ARGS)
+{
+	_exit(0);
+}
+
 /*
  * Run fn(arg) in a detached process and return at once: how a remote
  * cancel (PQcancel, KILL QUERY) is sent while an interrupted statement
  * ends, without making the user wait for a source that may be frozen.
- * A child forks the worker and exits; the worker (adopted by init) is
- * killed by an alarm after budget_s seconds whatever fn does, and exits
- * without running any of the backend's exit callbacks.
+ * A child forks the worker and exits; the worker gives up after budget_s
+ * seconds whatever fn does.  It may end up a child of the postmaster (when
+ * that is PID 1, as in containers), which takes any death by a signal or
+ * exit code above 1 for a crash: so every way out is _exit(0).  It detaches
+ * from shared memory and keeps no file of the backend's open except
+ * keep_fd (-1: none), so it holds nothing the server or its client needs.
  */
 void
-source_detach(void (*fn) (void *arg), void *arg, int budget_s)
+source_detach(void (*fn) (void *arg), void *arg, int budget_s, int keep_fd)
 {
 	pid_t		child = fork();
 
@@ -143,16 +155,31 @@ source_detach(void (*fn) (void *arg), void *arg, int budget_s)
 		if (worker == 0)
 		{
 			sigset_t	all;
+			sigjmp_buf	on_error;
 
+			pqsignal(SIGALRM, detached_quit);
+			pqsignal(SIGTERM, detached_quit);
+			pqsignal(SIGQUIT, detached_quit);
+			pqsignal(SIGINT, detached_quit);
+			pqsignal(SIGHUP, SIG_IGN);
+			pqsignal(SIGUSR1, SIG_IGN);
+			pqsignal(SIGUSR2, SIG_IGN);
+			pqsignal(SIGPIPE, SIG_IGN);
 			sigemptyset(&all);
 			sigprocmask(SIG_SETMASK, &all, NULL);
-			pqsignal(SIGALRM, SIG_DFL);
-			pqsignal(SIGTERM, SIG_DFL);
-			pqsignal(SIGINT, SIG_IGN);
-			/* hold nothing of the backend's: its client, files, sources */
-			closefrom(3);
+			/* no exit callback of the backend's runs here, ever */
+			on_exit_reset();
+			PGSharedMemoryDetach();
+			if (keep_fd > 3)
+				close_range(3, keep_fd - 1, 0);
+			closefrom(keep_fd >= 3 ? keep_fd + 1 : 3);
 			alarm(budget_s);
-			fn(arg);
+			/* an ERROR ends this process, never goes on as the backend */
+			if (sigsetjmp(on_error, 0) == 0)
+			{
+				PG_exception_stack = &on_error;
+				fn(arg);
+			}
 		}
 		_exit(0);
 	}

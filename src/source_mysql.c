@@ -115,6 +115,7 @@ typedef struct MyConn
 static void my_close(SourceConn *conn, bool cancel_running);
 static char *my_quote_ident(const char *ident);
 static char *my_quote_literal(const char *value);
+static char *my_quote_literal(const char *value);
 
 
 /* ------------------------------------------------------------------------
@@ -158,6 +159,8 @@ my_errcode(MyConn *c, unsigned int e, const char *sqlstate)
 	return ERRCODE_FDW_ERROR;
 }
 
+static char *my_quote_ident(const char *ident);
+
 /* What the user can do about remote error e (NULL: nothing specific). */
 static char *
 my_hint(MyConn *c, unsigned int e)
@@ -193,7 +196,10 @@ my_hint(MyConn *c, unsigned int e)
 			return pstrdup("A column may have been dropped or renamed at the source; the next run rediscovers the columns.");
 		case 1142:				/* ER_TABLEACCESS_DENIED_ERROR */
 		case 1143:				/* ER_COLUMNACCESS_DENIED_ERROR */
-			return pstrdup("Grant the source user SELECT on the tables to sync.");
+			return psprintf("The source user %s lacks a privilege. At the source, run: GRANT SELECT ON %s.* TO %s;",
+							my_quote_literal(c->p.user ? c->p.user : ""),
+							c->p.dbname ? my_quote_ident(c->p.dbname) : "<dbname>",
+							my_quote_literal(c->p.user ? c->p.user : ""));
 		case 1040:				/* ER_CON_COUNT_ERROR */
 		case 1203:				/* ER_TOO_MANY_USER_CONNECTIONS */
 			return pstrdup("The source has no free connection for this user; try again later.");
@@ -811,12 +817,19 @@ my_close(SourceConn *conn, bool cancel_running)
 
 	if (c->my)
 	{
-		if (cancel_running && unclean && !c->connecting)
-			source_detach(my_kill_query_detached, c, KILL_BUDGET_MS / 1000 + 1);
+		pgsocket	s = mysql_get_socket(c->my);
+		bool		killing = cancel_running && unclean && !c->connecting &&
+			s != PGINVALID_SOCKET;
+
+		/*
+		 * The detached process keeps the session's socket open until its
+		 * KILL QUERY is done: the session (and its id) lives until then, so
+		 * the KILL never reaches another session that reused the id.
+		 */
+		if (killing)
+			source_detach(my_kill_query_detached, c, KILL_BUDGET_MS / 1000 + 1, s);
 		if (unclean)
 		{
-			pgsocket	s;
-
 			/* free what was read of the result without reading the rest */
 			if (c->res)
 			{
@@ -824,9 +837,25 @@ my_close(SourceConn *conn, bool cancel_running)
 				mysql_free_result(c->res);
 				c->res = NULL;
 			}
-			/* make mysql_close's COM_QUIT fail at once instead of waiting */
-			s = mysql_get_socket(c->my);
-			if (s != PGINVALID_SOCKET)
+
+			/*
+			 * Make mysql_close's COM_QUIT go nowhere instead of waiting: to
+			 * /dev/null while the detached process holds the session, else
+			 * into a shut socket.
+			 */
+			if (killing)
+			{
+				int			devnull = open("/dev/null", O_WRONLY);
+
+				if (devnull >= 0)
+				{
+					dup2(devnull, s);
+					close(devnull);
+				}
+				else
+					shutdown(s, SHUT_RDWR);
+			}
+			else if (s != PGINVALID_SOCKET)
 				shutdown(s, SHUT_RDWR);
 		}
 		mysql_close(c->my);

@@ -39,6 +39,38 @@ typedef struct PgConn
 static void pg_close(SourceConn *sconn, bool cancel_running);
 static char *pg_query_value(SourceConn *sconn, const char *sql);
 
+/* What the user can do about a remote SQLSTATE (NULL: nothing specific). */
+static char *
+pg_hint(PgConn *pc, const char *sqlstate)
+{
+	SourceConfig *cfg = pc->base.cfg;
+
+	if (sqlstate == NULL)
+		return NULL;
+	if (strcmp(sqlstate, "42501") == 0)
+		return psprintf("The source user \"%s\" lacks a privilege. At the source, run: GRANT USAGE ON SCHEMA %s TO %s; GRANT SELECT ON ALL TABLES IN SCHEMA %s TO %s;",
+						cfg->user, quote_identifier(cfg->schema), quote_identifier(cfg->user),
+						quote_identifier(cfg->schema), quote_identifier(cfg->user));
+	if (strncmp(sqlstate, "28", 2) == 0)
+		return psprintf("Check the user and password in the user mapping for server \"%s\".",
+						cfg->server_name);
+	if (strcmp(sqlstate, "3D000") == 0)
+		return psprintf("Check the \"dbname\" option of server \"%s\": the database must exist at the source.",
+						cfg->server_name);
+	if (strcmp(sqlstate, "42P01") == 0)
+		return psprintf("The table may have been dropped or renamed at the source; the next run rediscovers the tables (dbsync_discover(%s) shows them).",
+						quote_literal_cstr(cfg->server_name));
+	if (strcmp(sqlstate, "42703") == 0)
+		return pstrdup("A column may have been dropped or renamed at the source; the next run rediscovers the columns.");
+	if (strcmp(sqlstate, "53300") == 0)
+		return pstrdup("The source has no free connection; try again later, or raise max_connections at the source.");
+	if (strcmp(sqlstate, "57014") == 0)
+		return pstrdup("The statement was canceled at the source (a statement_timeout there, or pg_cancel_backend).");
+	if (strncmp(sqlstate, "40", 2) == 0)
+		return pstrdup("A conflict at the source (serialization failure or deadlock); the next run tries again.");
+	return NULL;
+}
+
 /* Report a failed remote operation, forwarding the remote SQLSTATE. */
 static void
 pg_report(PgConn *pc, PGresult *res, const char *what, const char *sql)
@@ -50,6 +82,7 @@ pg_report(PgConn *pc, PGresult *res, const char *what, const char *sql)
 	char	   *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
 	int			code = ERRCODE_CONNECTION_FAILURE;
 	char	   *msg;
+	char	   *specific = pg_hint(pc, sqlstate);
 
 	if (sqlstate && strlen(sqlstate) == 5)
 		code = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
@@ -64,7 +97,7 @@ pg_report(PgConn *pc, PGresult *res, const char *what, const char *sql)
 			 errmsg("could not %s on source \"%s\"", what, server),
 			 errdetail_internal("%s%s%s", pchomp(msg),
 								detail ? " " : "", detail ? detail : ""),
-			 errhint("%s", hint ? hint :
+			 errhint("%s", hint ? hint : specific ? specific :
 					 "Check that the source is up and that the server's options and user mapping are right."),
 			 sql ? errcontext("remote SQL command: %s", sql) : 0));
 }
@@ -252,7 +285,8 @@ pg_send_cancel(void *arg)
 {
 	char		errbuf[256];
 
-	_exit(PQcancel((PGcancel *) arg, errbuf, sizeof(errbuf)) ? 0 : 1);
+	(void) PQcancel((PGcancel *) arg, errbuf, sizeof(errbuf));
+	_exit(0);
 }
 
 /*
@@ -268,7 +302,7 @@ pg_cancel(PgConn *pc, int timeout_s)
 
 	if (cancel == NULL)
 		return;
-	source_detach(pg_send_cancel, cancel, timeout_s);
+	source_detach(pg_send_cancel, cancel, timeout_s, -1);
 	PQfreeCancel(cancel);
 }
 

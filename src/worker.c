@@ -51,6 +51,9 @@ typedef struct Scheduled
 	TimestampTz next_run;		/* next discovery round of a server with no
 								 * known tables */
 	TimestampTz last_start;		/* when a worker was last started for it */
+	TimestampTz next_start;		/* no new worker before (a worker that found
+								 * its tables held by a long manual run must
+								 * not be followed by one every second) */
 	List	   *workers;		/* BackgroundWorkerHandle *, running */
 	bool		seen;			/* still has a sync_interval */
 	int			want;			/* this tick: tables due that nobody syncs */
@@ -155,20 +158,39 @@ reap_workers(Scheduled *s)
  * the auto-sync counts (enabled, not paused, not parked) and those of them
  * due now.
  */
+#define ACTIVE "t.enabled AND t.paused_at IS NULL AND t.next_attempt_at IS DISTINCT FROM 'infinity'"
 #define SERVERS_SQL \
 	"SELECT s.oid, o.option_value, " \
+	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE "), " \
+	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE " AND (t.next_attempt_at IS NULL " \
+	"    OR t.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())), " \
+	"  pg_catalog.count(t.table_name) FILTER (WHERE NOT t.enabled OR t.paused_at IS NOT NULL), " \
 	"  pg_catalog.count(t.table_name), " \
-	"  pg_catalog.count(t.table_name) FILTER (WHERE t.next_attempt_at IS NULL " \
-	"    OR t.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()) " \
+	"  (SELECT pg_catalog.count(*) FROM dbsync.run_history h WHERE h.server_oid OPERATOR(pg_catalog.=) s.oid " \
+	"    AND h.table_name IS NULL AND h.status OPERATOR(pg_catalog.=) 'error') " \
 	"FROM pg_catalog.pg_foreign_server s " \
 	"JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw " \
 	"CROSS JOIN LATERAL pg_catalog.pg_options_to_table(s.srvoptions) o " \
 	"LEFT JOIN dbsync.tables t ON t.server_oid OPERATOR(pg_catalog.=) s.oid " \
-	"  AND t.server OPERATOR(pg_catalog.=) s.srvname::pg_catalog.text AND t.enabled " \
-	"  AND t.paused_at IS NULL AND t.next_attempt_at IS DISTINCT FROM 'infinity' " \
+	"  AND t.server OPERATOR(pg_catalog.=) s.srvname::pg_catalog.text " \
 	"WHERE w.fdwname OPERATOR(pg_catalog.=) 'dbsync' " \
 	"AND o.option_name OPERATOR(pg_catalog.=) 'sync_interval' " \
 	"GROUP BY s.oid, o.option_value"
+
+/* Wait before the next discovery round of a server failing failures times. */
+static int64
+server_backoff(int64 every, int64 failures)
+{
+	int64		wait = (int64) dbsync_retry_min * USECS_PER_SEC;
+	int			i;
+
+	if (failures == 0)
+		return every;
+	for (i = 1; i < failures && wait < (int64) dbsync_retry_max * USECS_PER_SEC; i++)
+		wait *= 2;
+	wait = Min(wait, (int64) dbsync_retry_max * USECS_PER_SEC);
+	return Max(wait, every);
+}
 
 /* How many more workers each server wants this tick. */
 static void
@@ -190,6 +212,9 @@ read_servers(TimestampTz now)
 		int64		every = Max(interval_usecs(SPI_getvalue(tup, desc, 2)), USECS_PER_SEC);
 		int64		known = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		int64		due = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		int64		stopped = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+		int64		all = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+		int64		failures = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 		Scheduled  *s = find_scheduled(serverid);
 		int			busy;
 		int			busy_workers;
@@ -208,19 +233,38 @@ read_servers(TimestampTz now)
 		s->seen = true;
 		running = reap_workers(s);
 		progress_busy(serverid, &busy, &busy_workers);
-		if (known == 0)
+		if (all > 0 && stopped == all)
+			s->want = 0;		/* every table paused or disabled: leave it be */
+		else if (known == 0)
 		{
-			/* nothing known yet: a discovery round every sync_interval */
+			/*
+			 * Nothing to sync that is known: a discovery round every
+			 * sync_interval, backing off while the server cannot even be
+			 * reached (its failures have no table to record them on).
+			 */
 			s->want = now >= s->next_run && running == 0 ? 1 : 0;
 			if (s->want)
-				s->next_run = now + every;
+				s->next_run = now + server_backoff(every, all == 0 ? failures : 0);
 		}
-		else if (running > busy_workers)
+		else if (running > busy_workers || now < s->next_start)
 			s->want = 0;		/* a worker is still connecting or choosing */
 		else
 			/* one more worker when tables are due that nobody syncs */
 			s->want = due > busy ? 1 : 0;
+		if (s->want)
+			s->next_start = now + Min(every, 5 * USECS_PER_SEC);
 	}
+}
+
+/* dbsync workers running now (whoever started them). */
+static int
+running_workers(void)
+{
+	if (SPI_execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity "
+					"WHERE backend_type OPERATOR(pg_catalog.=) 'dbsync worker'", true, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		return 0;
+	return atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 }
 
 /* Start workers where tables are due, fairly: fewest running first. */
@@ -232,6 +276,8 @@ start_due_workers(void)
 
 	foreach(lc, scheduled)
 		total += list_length(((Scheduled *) lfirst(lc))->workers);
+	/* workers a restarted launcher no longer has handles for count too */
+	total = Max(total, running_workers());
 	while (total < dbsync_max_workers)
 	{
 		Scheduled  *best = NULL;

@@ -196,8 +196,12 @@ check "skipped row for a disabled table" \
 q "SELECT dbsync_set_table('ops', 'small', enabled => true)" >/dev/null
 check "a role without USAGE on the server (nor pg_read_all_stats) sees none of its runs" \
     is "SET ROLE ops_nobody; SELECT count(*) FROM dbsync.runs WHERE server = 'ops'" 0
-check "a monitoring role (pg_read_all_stats) sees them" \
-    is "SET ROLE ops_monitor; SELECT count(*) > 0 FROM dbsync.runs WHERE server = 'ops'" t
+check "a monitoring role (pg_read_all_stats) sees no runs and no status (cursor values, errors)" \
+    is "SET ROLE ops_monitor; SELECT (SELECT count(*) FROM dbsync.runs) + (SELECT count(*) FROM dbsync.status)" 0
+check "a monitoring role sees every table in dbsync.metrics" \
+    is "SET ROLE ops_monitor; SELECT count(*) >= 3 FROM dbsync.metrics WHERE server = 'ops'" t
+check "a role without USAGE sees nothing in dbsync.metrics" \
+    is "SET ROLE ops_nobody; SELECT count(*) FROM dbsync.metrics" 0
 
 # ------------------------------------------------------------------ 4. backoff, pause, NOTIFY, resume
 set_gucs dbsync.retry_min=1s dbsync.retry_max=4s dbsync.pause_after_failures=4 dbsync.pause_after=0
@@ -331,8 +335,44 @@ if [ -n "$wpid" ]; then
 else
     not_ok "SIGKILLed worker: no worker was loading slowa"
 fi
+# ------------------------------------------------------------------ 7. edges (from the review)
+# an excluded table shows as excluded, and syncs again once it is selected again
+wh_psql -c "ALTER SERVER ops3 OPTIONS (ADD exclude_tables 'quick', SET sync_interval '1 second')" 2>/dev/null ||
+    wh_psql -c "ALTER SERVER ops3 OPTIONS (ADD exclude_tables 'quick', ADD sync_interval '1 second')"
+if wait_until 20 eval "[ \"\$(q \"SELECT health FROM dbsync.status WHERE server = 'ops3' AND table_name = 'quick'\")\" = excluded ]"; then
+    ok "excluded: status shows the table as excluded"; else not_ok "excluded: status shows the table as excluded"; fi
+src_psql -c "INSERT INTO ops3.quick VALUES (3, 'while excluded', now())"
+sleep 3
+check "excluded: not synced meanwhile" [ "$(q "SELECT count(*) FROM ops3.quick")" = 2 ]
+wh_psql -c "ALTER SERVER ops3 OPTIONS (DROP exclude_tables)"
+if wait_until 20 eval "[ \"\$(s3wh quick)\" = \"\$(s3src quick)\" ]"; then
+    ok "excluded, then selected again: the auto-sync syncs it again"
+else not_ok "excluded, then selected again: the auto-sync syncs it again"; fi
+check "selected again: health ok" is "SELECT health FROM dbsync.status WHERE server = 'ops3' AND table_name = 'quick'" ok
 wh_psql -c "ALTER SERVER ops3 OPTIONS (DROP sync_interval)"
 reset_gucs
+# a history file cut short (a full disk) never stops a run: set aside as .bad
+bad="$WH_DATADIR/pg_dbsync/$dbid.999999.1.1.aborted"
+as_pg sh -c "printf 'dbsync aborted runs\n{\"run_id\": 1, \"ser' > '$bad'"
+check "a broken history file: the run still works" is "SELECT count(*) FROM dbsync_run('ops', 'small')" 1
+check "a broken history file: set aside as .bad" [ -f "$bad.bad" ] -a ! -f "$bad"
+as_pg rm -f "$bad.bad"
+# a run that meets a table another run holds records it as skipped, and nothing aborted later
+reload_big
+slow_on ops.big
+start_call big held
+wh_psql -Atc "SELECT count(*) FROM dbsync_run('ops', 'big')" >/dev/null
+q "SELECT pg_cancel_backend(${BPID:-0})" >/dev/null
+wait "$CALL_PID" || true
+slow_off ops.big
+q "SELECT count(*) FROM dbsync_run('ops', 'small')" >/dev/null
+check "held table: a skipped row, no aborted row for the skipping session" \
+    is "SELECT count(*) FILTER (WHERE status = 'skipped' AND error LIKE 'another run%') || ' ' || count(*) FILTER (WHERE status = 'aborted' AND started_at > now() - interval '30 seconds') FROM dbsync.runs WHERE table_name = 'big' AND trigger = 'sql'" "1 0"
+# a savepoint rolled back over a run: the run is aborted, not nothing
+q "BEGIN; SAVEPOINT s; SELECT count(*) FROM dbsync_run('ops', 'small'); ROLLBACK TO s; COMMIT;" >/dev/null
+q "SELECT count(*) FROM dbsync_run('ops', 'Bad table')" >/dev/null
+check "savepoint rolled back: its run shows as aborted" \
+    is "SELECT count(*) FROM dbsync.runs WHERE table_name = 'small' AND status = 'aborted' AND error LIKE '%rolled back%'" 1
 
 wh_psql -c "DROP SERVER ops CASCADE; DROP SERVER ops3 CASCADE; DROP SCHEMA ops CASCADE; DROP SCHEMA ops3 CASCADE;" >/dev/null 2>&1 || true
 [ "$failed" = 0 ]
