@@ -355,7 +355,7 @@ reset_gucs
 bad="$WH_DATADIR/pg_dbsync/$dbid.999999.1.1.aborted"
 as_pg sh -c "printf 'dbsync aborted runs\n{\"run_id\": 1, \"ser' > '$bad'"
 check "a broken history file: the run still works" is "SELECT count(*) FROM dbsync_run('ops', 'small')" 1
-check "a broken history file: set aside as .bad" [ -f "$bad.bad" ] -a ! -f "$bad"
+check "a broken history file: set aside as .bad" [ -f "$bad.bad" -a ! -f "$bad" ]
 as_pg rm -f "$bad.bad"
 # a run that meets a table another run holds records it as skipped, and nothing aborted later
 reload_big
