@@ -51,6 +51,8 @@ CREATE TABLE dbsync.tables (
     last_sqlstate         text,
     last_error_class      text,
     last_remote_sql       text,                 -- the source statement that failed
+    last_message          text,                 -- notes of the last successful run
+    cursor_lost           text,                 -- a cursor column gone at the source
     next_attempt_at       timestamptz,          -- the auto-sync's next try (schedule, backoff)
     paused_at             timestamptz,
     paused_reason         text,
@@ -110,7 +112,8 @@ SELECT t.server::name AS server,
        t.freshness_at,
        t.last_sqlstate,
        t.last_error_class,
-       t.last_remote_sql
+       t.last_remote_sql,
+       t.last_message
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) t.server
    AND t.server_oid OPERATOR(pg_catalog.=) s.oid     -- not a dropped server's of the same name
@@ -198,6 +201,7 @@ CREATE TABLE dbsync.run_history (
     error_detail  text,
     error_hint    text,
     remote_sql    text,                  -- the source statement that failed
+    message       text,                  -- notes of a run that succeeded
     pid           integer
 );
 REVOKE ALL ON dbsync.run_history FROM PUBLIC;
@@ -217,7 +221,7 @@ SELECT s.srvname, NULL, NULL, NULL, NULL, NULL, 'error', NULL, NULL, NULL, NULL,
        (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM dbsync.run_history k
          WHERE k.server OPERATOR(pg_catalog.=) r.server AND k.table_name IS NULL
            AND k.server_oid OPERATOR(pg_catalog.=) s.oid),
-       NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql
+       NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql, NULL
   FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
  CROSS JOIN LATERAL (SELECT h.* FROM dbsync.run_history h
@@ -235,7 +239,8 @@ CREATE VIEW dbsync.runs WITH (security_barrier) AS
 SELECT r.run_id, r.server::name AS server, r.table_name, r.trigger, r.mode,
        r.started_at, r.finished_at, r.status, r.rows_read, r.rows_upserted,
        r.rows_deleted, r.rows_skipped, r.bytes_read, r.cursor_from, r.cursor_to,
-       r.sqlstate, r.error_class, r.error, r.error_detail, r.error_hint, r.remote_sql, r.pid
+       r.sqlstate, r.error_class, r.error, r.error_detail, r.error_hint, r.remote_sql,
+       r.message, r.pid
   FROM dbsync.run_history r
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) r.server
    AND r.server_oid OPERATOR(pg_catalog.=) s.oid
@@ -345,3 +350,38 @@ AS 'MODULE_PATHNAME', 'dbsync_resume'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION public.dbsync_resume(name, text) IS
     'undo a pause (by dbsync_pause or after repeated failures) and clear the backoff: the next auto-sync tries the table at once';
+
+-- What each column of dbsync.status means (\d+ dbsync.status shows it).
+COMMENT ON VIEW dbsync.status IS
+    'one row per synced table of the servers you may use (and one per server that never reached its tables, table_name NULL)';
+COMMENT ON COLUMN dbsync.status.server IS 'the dbsync server (source)';
+COMMENT ON COLUMN dbsync.status.table_name IS 'the remote table (NULL: the server itself failed before its tables)';
+COMMENT ON COLUMN dbsync.status.target IS 'the local table dbsync created (or you adopted) for it';
+COMMENT ON COLUMN dbsync.status.primary_key IS 'key in use: dbsync_set_table override, else the source''s';
+COMMENT ON COLUMN dbsync.status.cursor_column IS 'cursor in use (override, else the first of cursor_columns present); NULL: read in full';
+COMMENT ON COLUMN dbsync.status.cursor_value IS 'high-water mark as text: timestamptz in UTC; timestamp/datetime cursors in the source''s own wall clock, without zone';
+COMMENT ON COLUMN dbsync.status.last_status IS 'ok, error, running (an initial load between checkpoints) or skipped';
+COMMENT ON COLUMN dbsync.status.last_mode IS 'full, initial, resume or incremental';
+COMMENT ON COLUMN dbsync.status.last_synced_at IS 'end of the last successful run (same as last_success_at)';
+COMMENT ON COLUMN dbsync.status.rows_total IS 'live rows in the local table after the last run';
+COMMENT ON COLUMN dbsync.status.last_rows_upserted IS 'rows inserted or updated by the last successful run';
+COMMENT ON COLUMN dbsync.status.last_rows_deleted IS 'rows deleted (or flagged) by the last successful run';
+COMMENT ON COLUMN dbsync.status.last_error IS 'message, DETAIL and HINT of the last failure (kept until the next success)';
+COMMENT ON COLUMN dbsync.status.last_error_at IS 'when it failed';
+COMMENT ON COLUMN dbsync.status.last_row_error_sample IS 'a source row that could not be converted: its key and the error, never the row';
+COMMENT ON COLUMN dbsync.status.initial_load_pending IS 'an initial load stopped at a checkpoint; the next run resumes it';
+COMMENT ON COLUMN dbsync.status.remote_missing_since IS 'the table is gone at the source since then; its local data is kept';
+COMMENT ON COLUMN dbsync.status.source_flavor IS 'product and version of the source, from its version string (e.g. TiDB v7.5.1, YugabyteDB 2.25.0.0)';
+COMMENT ON COLUMN dbsync.status.enabled IS 'false after dbsync_set_table(enabled => false)';
+COMMENT ON COLUMN dbsync.status.health IS 'never_run, initial_load, ok, failing, paused, disabled, excluded or stale';
+COMMENT ON COLUMN dbsync.status.last_success_at IS 'end of the last successful run; failed runs never move it';
+COMMENT ON COLUMN dbsync.status.last_attempt_at IS 'end of the last run, successful or not';
+COMMENT ON COLUMN dbsync.status.consecutive_failures IS 'failures in a row (a run that committed a checkpoint starts a new streak)';
+COMMENT ON COLUMN dbsync.status.next_attempt_at IS 'when the auto-sync tries next: the schedule after a success, the backoff after a failure';
+COMMENT ON COLUMN dbsync.status.paused_at IS 'paused since (dbsync_pause, or dbsync.pause_after_failures); dbsync_resume resumes';
+COMMENT ON COLUMN dbsync.status.paused_reason IS 'why it is paused';
+COMMENT ON COLUMN dbsync.status.freshness_at IS 'start of the last successful read of the source, warehouse clock: every source change committed before it is here';
+COMMENT ON COLUMN dbsync.status.last_sqlstate IS 'SQLSTATE of the last failure';
+COMMENT ON COLUMN dbsync.status.last_error_class IS 'transient, config, data or internal';
+COMMENT ON COLUMN dbsync.status.last_remote_sql IS 'the source statement that failed, if the failure was at the source';
+COMMENT ON COLUMN dbsync.status.last_message IS 'notes of the last successful run (schema drift, a moved target, a lost cursor column...)';

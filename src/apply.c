@@ -94,7 +94,7 @@ local_columns(Oid relid)
 	return result;
 }
 
-static bool
+bool
 name_in_list(List *list, const char *name)
 {
 	ListCell   *lc;

@@ -13,6 +13,7 @@ struct SourceConn;
 
 extern char *target_name(SourceConfig *cfg, const char *table);
 extern bool same_names(List *a, List *b);
+extern bool name_in_list(List *list, const char *name);
 extern bool apply_is_empty(const char *target);
 extern Oid	apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk,
 								 bool soft, Oid recorded, List **added,

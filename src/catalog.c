@@ -115,7 +115,7 @@ catalog_load(const char *server, const char *table)
 	st->enabled = true;
 	catalog_exec("SELECT primary_key_override, cursor_override, enabled, "
 				 "cursor_value, resume_key, rows_total, load_direct, target_relid, "
-				 "primary_key, cursor_column "
+				 "primary_key, cursor_column, cursor_lost "
 				 "FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -149,6 +149,9 @@ catalog_load(const char *server, const char *table)
 	d = SPI_getbinval(tup, desc, 10, &isnull);
 	if (!isnull)
 		st->last_cursor = TextDatumGetCString(d);
+	d = SPI_getbinval(tup, desc, 11, &isnull);
+	if (!isnull)
+		st->cursor_lost = TextDatumGetCString(d);
 	return st;
 }
 
@@ -240,12 +243,14 @@ void
 catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 					 const char *cursor_column, const char *cursor_value,
 					 List *resume_key, int64 rows_total, const char *mode,
-					 int64 upserted, int64 deleted, const char *row_sample)
+					 int64 upserted, int64 deleted, const char *row_sample,
+					 const char *message, const char *cursor_lost)
 {
-	Oid			types[12] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID,
-	TEXTARRAYOID, TEXTARRAYOID, INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID};
-	Datum		values[12];
-	char		nulls[12];
+	Oid			types[14] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID,
+		TEXTARRAYOID, TEXTARRAYOID, INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID,
+	TEXTOID, TEXTOID};
+	Datum		values[14];
+	char		nulls[14];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(server);
@@ -275,6 +280,14 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 		values[11] = CStringGetTextDatum(row_sample);
 	else
 		nulls[11] = 'n';
+	if (message)
+		values[12] = CStringGetTextDatum(message);
+	else
+		nulls[12] = 'n';
+	if (cursor_lost)
+		values[13] = CStringGetTextDatum(cursor_lost);
+	else
+		nulls[13] = 'n';
 	catalog_exec("UPDATE dbsync.tables SET primary_key = $3, cursor_column = $4, "
 				 "cursor_value = $5, resume_key = $6, known_columns = $7, "
 				 "rows_total = $8, last_mode = $9, last_rows_upserted = $10, "
@@ -282,9 +295,9 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 				 "last_status = 'ok', last_synced_at = pg_catalog.now(), "
 				 "last_error = NULL, last_error_at = NULL, "
 				 "last_row_error_sample = $12::pg_catalog.jsonb, remote_missing_since = NULL, "
-				 "load_direct = NULL "
+				 "load_direct = NULL, last_message = $13, cursor_lost = $14 "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
-				 12, types, values, nulls, SPI_OK_UPDATE);
+				 14, types, values, nulls, SPI_OK_UPDATE);
 }
 
 void

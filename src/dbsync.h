@@ -139,6 +139,7 @@ typedef struct TableState
 	Oid			target_relid;	/* the local table dbsync created for it */
 	List	   *last_pk;		/* char *: key the stored state was made with */
 	char	   *last_cursor;	/* cursor column it was made with */
+	char	   *cursor_lost;	/* a cursor column gone at the source */
 } TableState;
 
 /* Result of syncing one table. */
@@ -187,6 +188,7 @@ typedef struct RunRecord
 	char	   *detail;
 	char	   *hint;
 	char	   *remote_sql;		/* the source statement that failed */
+	char	   *message;		/* notes of a run that succeeded */
 } RunRecord;
 
 /* in guard.c */
@@ -235,7 +237,8 @@ extern void catalog_save_success(const char *server, const char *table,
 								 const char *cursor_value, List *resume_key,
 								 int64 rows_total, const char *mode,
 								 int64 upserted, int64 deleted,
-								 const char *row_sample);
+								 const char *row_sample, const char *message,
+								 const char *cursor_lost);
 extern void catalog_save_error(const char *server, Oid serverid,
 							   const char *table, const char *target_schema,
 							   const char *message, const char *row_sample);

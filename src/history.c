@@ -283,11 +283,11 @@ text_or_null(const char *s, char *null)
 void
 history_record(RunRecord *r)
 {
-	Oid			types[21] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID,
+	Oid			types[22] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID,
 		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		v[21];
-	char		n[21];
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[22];
+	char		n[22];
 	OpenRun    *o = find_open(r);
 
 	memset(n, ' ', sizeof(n));
@@ -312,13 +312,14 @@ history_record(RunRecord *r)
 	v[18] = text_or_null(r->detail, &n[18]);
 	v[19] = text_or_null(r->hint, &n[19]);
 	v[20] = text_or_null(r->remote_sql, &n[20]);
+	v[21] = text_or_null(r->message, &n[21]);
 	catalog_exec("INSERT INTO dbsync.run_history (run_id, server, server_oid, table_name, "
 				 "trigger, mode, started_at, finished_at, status, rows_read, rows_upserted, "
 				 "rows_deleted, rows_skipped, bytes_read, cursor_from, cursor_to, sqlstate, "
-				 "error_class, error, error_detail, error_hint, remote_sql, pid) "
+				 "error_class, error, error_detail, error_hint, remote_sql, message, pid) "
 				 "VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.clock_timestamp(), $8, $9, $10, "
-				 "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, pg_catalog.pg_backend_pid())",
-				 21, types, v, n, SPI_OK_INSERT);
+				 "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, pg_catalog.pg_backend_pid())",
+				 22, types, v, n, SPI_OK_INSERT);
 	if (o)
 	{
 		MemoryContext old = MemoryContextSwitchTo(history_cxt);

@@ -96,19 +96,6 @@ matches_any(List *patterns, const char *name)
 	return false;
 }
 
-static bool
-matches_any_exactly(List *names, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, names)
-	{
-		if (strcmp(lfirst(lc), name) == 0)
-			return true;
-	}
-	return false;
-}
-
 bool
 table_selected(SourceConfig *cfg, const char *name)
 {
@@ -449,6 +436,8 @@ run_record_success(RunOutput *out, RunRecord *rec, SyncResult *total,
 	rec->cursor_to = res->cursor_to;
 	if (strcmp(res->status, "ok") != 0)
 		rec->error = res->message;
+	else
+		rec->message = res->message;
 	history_record(rec);
 	if (strcmp(res->status, "ok") == 0)
 		health_record_success(rec, res->rows_upserted, res->rows_deleted,
@@ -877,7 +866,7 @@ run_server_register(RunOutput *out, SourceConfig *cfg, List *names,
 	known = catalog_known_tables(cfg->server_name, false);
 	foreach(lc, names)
 	{
-		if (!matches_any_exactly(known, lfirst(lc)) &&
+		if (!name_in_list(known, lfirst(lc)) &&
 			try_lock_table(cfg->server_name, lfirst(lc), false))
 			fresh = lappend(fresh, lfirst(lc));
 	}
@@ -1053,6 +1042,39 @@ dbsync_sync_server_batched(Oid serverid)
 	guard_end(out.guard_nest);
 }
 
+/*
+ * What the next run will do with a table, as sync_table() will decide it:
+ * excluded, disabled, paused, blocked (a table dbsync did not create holds
+ * the target's name), initial (no state, or a new target: the old one was
+ * dropped or target_schema changed), full (no cursor, or the state was made
+ * with another key or cursor), resume, incremental.
+ */
+static const char *
+predicted_mode(SourceConfig *cfg, RemoteTable *rt, TableState *st, List *pk,
+			   const char *cursor, Oid target)
+{
+	char	   *why;
+
+	if (!table_selected(cfg, rt->name))
+		return "excluded";
+	if (!st->enabled)
+		return "disabled";
+	if (!health_table_due(cfg->server_name, rt->name, false, &why))
+		return "paused";
+	if (OidIsValid(target) && target != st->target_relid)
+		return "blocked";
+	if (pk == NIL || cursor == NULL)
+		return "full";
+	if (!OidIsValid(target))
+		return "initial";		/* created: no state holds for a new table */
+	if (st->cursor_value == NULL && st->resume_key == NIL)
+		return "initial";
+	if ((st->last_pk != NIL && !same_names(st->last_pk, pk)) ||
+		(st->last_cursor && strcmp(st->last_cursor, cursor) != 0))
+		return "full";
+	return st->resume_key != NIL ? "resume" : "incremental";
+}
+
 /* What a run would do with each table of a server; changes nothing. */
 Datum
 dbsync_discover(PG_FUNCTION_ARGS)
@@ -1095,8 +1117,6 @@ dbsync_discover(PG_FUNCTION_ARGS)
 		const char *cursor;
 		Oid			target;
 
-		if (!table_selected(cfg, rt->name))
-			continue;
 		st = catalog_load(cfg->server_name, rt->name);
 		typemap_resolve(rt);
 		names = palloc(sizeof(Datum) * n);
@@ -1140,11 +1160,7 @@ dbsync_discover(PG_FUNCTION_ARGS)
 			values[6] = CStringGetTextDatum(cursor);
 		else
 			nulls[6] = true;
-		/* "blocked": a table dbsync did not create holds the target's name */
-		values[7] = CStringGetTextDatum(!st->enabled ? "disabled" :
-										OidIsValid(target) && target != st->target_relid ? "blocked" :
-										cursor == NULL ? "full" :
-										st->cursor_value == NULL ? "initial" : "incremental");
+		values[7] = CStringGetTextDatum(predicted_mode(cfg, rt, st, pk, cursor, target));
 		values[8] = CStringGetTextDatum(conn->flavor ? conn->flavor : "");
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -265,9 +265,14 @@ pg_connect(SourceConfig *cfg)
 													  psprintf("YugabyteDB %s", ver));
 			}
 			else
+			{
+				/* "15.20 (Debian 15.20-1.pgdg120+1)": the version alone */
+				char	   *ver = pstrdup(PQparameterStatus(pc->conn, "server_version"));
+
+				ver[strcspn(ver, " ")] = '\0';
 				pc->base.flavor = MemoryContextStrdup(TopMemoryContext,
-													  psprintf("PostgreSQL %s",
-															   PQparameterStatus(pc->conn, "server_version")));
+													  psprintf("PostgreSQL %s", ver));
+			}
 			PQclear(res);
 		}
 	}

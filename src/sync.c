@@ -24,6 +24,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #include "apply.h"
 #include "source.h"
@@ -44,6 +45,7 @@ typedef struct SyncCtx
 	char	   *ceiling;		/* highest storable cursor, NULL = none */
 	char	   *clock_ceiling;	/* the same from the clock alone */
 	char	   *new_cursor;		/* out: cursor value to store */
+	const char *cursor_lost;	/* a cursor column gone at the source */
 	int64		rows_total;		/* out: live local rows */
 } SyncCtx;
 
@@ -343,7 +345,8 @@ finish_table(SyncCtx *cx, const char *drift_note)
 	catalog_save_success(cx->cfg->server_name, cx->rt->name, cx->rt, cx->cursor,
 						 cx->new_cursor, NIL, cx->rows_total, res->mode,
 						 res->run_upserted + res->rows_upserted,
-						 res->run_deleted + res->rows_deleted, res->row_sample);
+						 res->run_deleted + res->rows_deleted, res->row_sample,
+						 res->message, cx->cursor_lost);
 	res->status = "ok";
 }
 
@@ -628,6 +631,48 @@ estimate_rows(SyncCtx *cx)
 	progress_estimate(rows);
 }
 
+static char *
+add_note(char *notes, char *note)
+{
+	if (note == NULL)
+		return notes;
+	return notes ? psprintf("%s; %s", notes, note) : note;
+}
+
+/*
+ * A new target was created while the old one (another schema: the
+ * target_schema changed) still exists: say so, it is no longer synced.
+ */
+static char *
+moved_target_note(SourceConfig *cfg, RemoteTable *rt, Oid old)
+{
+	char	   *name = OidIsValid(old) ? get_rel_name(old) : NULL;
+
+	if (name == NULL)
+		return NULL;
+	return psprintf("target_schema changed: loaded into %s; the old table %s keeps its rows but is no longer synced (drop it; to move a target without reloading, rename its schema with ALTER SCHEMA ... RENAME TO ... and then set target_schema)",
+					target_name(cfg, rt->name),
+					quote_qualified_identifier(get_namespace_name(get_rel_namespace(old)), name));
+}
+
+/*
+ * A keyed table without a cursor column that had one: the column is gone
+ * at the source (or left cursor_columns).  Said on every run (and kept in
+ * dbsync.tables.cursor_lost), since every run now reads the whole table.
+ */
+static char *
+lost_cursor_note(SyncCtx *cx)
+{
+	if (cx->pk == NIL || cx->cursor != NULL)
+		return NULL;
+	cx->cursor_lost = cx->st->last_cursor ? cx->st->last_cursor : cx->st->cursor_lost;
+	if (cx->cursor_lost == NULL)
+		return NULL;
+	return psprintf("cursor column \"%s\" is no longer at the source: the table is read in full on every run; pick another with dbsync_set_table(%s, %s, cursor_column => '...')",
+					cx->cursor_lost, quote_literal_cstr(cx->cfg->server_name),
+					quote_literal_cstr(cx->rt->name));
+}
+
 /*
  * Sync one table in the caller's subtransaction: prepare the target, pick
  * the mode, run it in one snapshot of the source, and record the state.
@@ -691,6 +736,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		 * what the state says about the old one does not hold for it, and
 		 * no load resumes into it.
 		 */
+		drift_note = add_note(drift_note, moved_target_note(cfg, rt, st->target_relid));
 		st->cursor_value = NULL;
 		st->resume_key = NIL;
 		st->rows_total = 0;
@@ -699,6 +745,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 	}
 	cx.target = target_name(cfg, rt->name);
 	outdated = state_outdated(&cx, reshaped);
+	drift_note = add_note(drift_note, lost_cursor_note(&cx));
 
 	/* the source's clock and open transactions, before the snapshot */
 	if (cx.ccol && conn->driver->read_clock)

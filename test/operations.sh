@@ -12,14 +12,7 @@ set -euo pipefail
 shopt -s extglob
 source "$DBSYNC_REPO/scripts/lib.sh"
 
-n=0
-failed=0
-ok()     { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check()  { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
-diag()   { local l; while IFS= read -r l; do echo "# $l"; done <<<"$*"; }
-q()      { wh_psql -Atc "$1"; }
-is()     { [ "$(q "$1")" = "$2" ] || { diag "expected '$2', got '$(q "$1")' from: $1"; return 1; }; }
+source "$DBSYNC_REPO/test/lib/tap.sh"
 
 WORK=$DBSYNC_TESTDIR/tests/work.operations
 mkdir -p "$WORK"
