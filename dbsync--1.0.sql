@@ -93,8 +93,8 @@ SELECT t.server::name AS server,
        t.remote_missing_since,
        t.source_flavor,
        t.enabled,
-       CASE WHEN t.excluded_since IS NOT NULL THEN 'excluded'
-            WHEN NOT t.enabled THEN 'disabled'
+       CASE WHEN NOT t.enabled THEN 'disabled'
+            WHEN t.excluded_since IS NOT NULL THEN 'excluded'
             WHEN t.paused_at IS NOT NULL THEN 'paused'
             WHEN t.health_state OPERATOR(pg_catalog.=) 'failing' THEN 'failing'
             WHEN t.last_synced_at IS NULL AND t.resume_key IS NOT NULL THEN 'initial_load'

@@ -1003,9 +1003,14 @@ dbsync_sync(PG_FUNCTION_ARGS)
 	run_housekeeping();
 	foreach(lc, servers)
 		run_server(&out, lfirst(lc), only_table);
+	/* what succeeded is committed, failures recorded; a scheduler must still see them */
+	if (out.nfailed > 0)
+	{
+		SPI_commit();
+		out.guard_nest = guard_begin();
+	}
 	SPI_finish();
 	guard_end(out.guard_nest);
-	/* what succeeded is committed; a scheduler must still see the failure */
 	if (out.nfailed > 0)
 		ereport(ERROR,
 				(errcode(out.first_errcode ? out.first_errcode : ERRCODE_FDW_ERROR),
@@ -1118,6 +1123,9 @@ dbsync_discover(PG_FUNCTION_ARGS)
 		Oid			target;
 
 		st = catalog_load(cfg->server_name, rt->name);
+		/* left out by tables/exclude_tables: shown only if dbsync knows it */
+		if (!table_selected(cfg, rt->name) && !st->exists)
+			continue;
 		typemap_resolve(rt);
 		names = palloc(sizeof(Datum) * n);
 		rtypes = palloc(sizeof(Datum) * n);

@@ -71,6 +71,54 @@ pg_hint(PgConn *pc, const char *sqlstate)
 	return NULL;
 }
 
+/*
+ * A connection attempt failed.  libpq gives no SQLSTATE for it: the
+ * source's message tells authentication, a missing database or role and an
+ * unreachable host apart, each with what to check.
+ */
+static void
+pg_attribute_noreturn()
+pg_connect_failed(PgConn *pc)
+{
+	SourceConfig *cfg = pc->base.cfg;
+	char	   *msg = pc->conn ? pchomp(pstrdup(PQerrorMessage(pc->conn))) : "out of memory";
+	int			code = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+	char	   *hint;
+
+	if (strstr(msg, "password authentication failed") || strstr(msg, "authentication failed"))
+	{
+		code = ERRCODE_INVALID_PASSWORD;
+		hint = psprintf("Check the user and password in the user mapping for server \"%s\".",
+						cfg->server_name);
+	}
+	else if (strstr(msg, "no pg_hba.conf entry"))
+	{
+		code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		hint = psprintf("The source refuses this host or user: add a line for user \"%s\" from this host to the source's pg_hba.conf.",
+						cfg->user);
+	}
+	else if (strstr(msg, "role \"") && strstr(msg, "does not exist"))
+	{
+		code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		hint = psprintf("Check the user in the user mapping for server \"%s\": the source has no such role.",
+						cfg->server_name);
+	}
+	else if (strstr(msg, "database \"") && strstr(msg, "does not exist"))
+	{
+		code = ERRCODE_INVALID_CATALOG_NAME;
+		hint = psprintf("Check the \"dbname\" option of server \"%s\": the database must exist at the source.",
+						cfg->server_name);
+	}
+	else
+		hint = psprintf("Check that the source is running and accepts connections at %s:%d from this host (options \"host\" and \"port\" of server \"%s\").",
+						cfg->host, cfg->port, cfg->server_name);
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("could not connect to source \"%s\"", cfg->server_name),
+			 errdetail_internal("%s", msg),
+			 errhint("%s", hint)));
+}
+
 /* Report a failed remote operation, forwarding the remote SQLSTATE. */
 static void
 pg_report(PgConn *pc, PGresult *res, const char *what, const char *sql)
@@ -233,11 +281,7 @@ pg_connect(SourceConfig *cfg)
 			st = PQconnectPoll(pc->conn);
 		}
 		if (st == PGRES_POLLING_FAILED)
-			ereport(ERROR,
-					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					 errmsg("could not connect to source \"%s\"", cfg->server_name),
-					 errdetail_internal("%s", pc->conn ? pchomp(pstrdup(PQerrorMessage(pc->conn))) : "out of memory"),
-					 errhint("Check the server's host, port and dbname options and the user mapping's user and password, and that the source accepts connections from this host.")));
+			pg_connect_failed(pc);
 		if (cfg->password_required && !PQconnectionUsedPassword(pc->conn))
 			ereport(ERROR,
 					(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
