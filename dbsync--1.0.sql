@@ -218,9 +218,12 @@ SELECT s.srvname, NULL, NULL, NULL, NULL, NULL, 'error', NULL, NULL, NULL, NULL,
        r.error OPERATOR(pg_catalog.||) COALESCE(E'\nDETAIL: ' OPERATOR(pg_catalog.||) r.error_detail, '')
                OPERATOR(pg_catalog.||) COALESCE(E'\nHINT: ' OPERATOR(pg_catalog.||) r.error_hint, ''),
        r.finished_at, NULL, false, NULL, NULL, true, 'failing', NULL, r.finished_at,
-       (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM dbsync.run_history k
-         WHERE k.server OPERATOR(pg_catalog.=) r.server AND k.table_name IS NULL
-           AND k.server_oid OPERATOR(pg_catalog.=) s.oid),
+       (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM dbsync.run_history h
+         WHERE h.server_oid OPERATOR(pg_catalog.=) s.oid AND h.table_name IS NULL
+           AND h.status OPERATOR(pg_catalog.=) 'error'
+           AND h.finished_at OPERATOR(pg_catalog.>) COALESCE((SELECT pg_catalog.max(k.finished_at)
+                 FROM dbsync.run_history k WHERE k.server_oid OPERATOR(pg_catalog.=) s.oid
+                  AND k.table_name IS NULL AND k.status OPERATOR(pg_catalog.=) 'ok'), '-infinity')),
        NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql, NULL
   FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
@@ -331,7 +334,36 @@ SELECT st.server::pg_catalog.text AS server, st.table_name,
    AND p.table_name OPERATOR(pg_catalog.=) st.table_name
  -- the servers' users, and monitoring roles (labels and numbers only: no row values)
  WHERE pg_catalog.has_server_privilege(st.server::pg_catalog.text, 'USAGE')
-    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');
+    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+UNION ALL
+-- a server that could not connect or discover before it knew any table
+SELECT s.srvname::pg_catalog.text, '', '', 'failing', 0, 1, 0, 0, 0,
+       0::pg_catalog.float8, pg_catalog.date_part('epoch', r.finished_at), 0::pg_catalog.float8,
+       -1::pg_catalog.float8, 0::pg_catalog.float8, 0::pg_catalog.float8,
+       (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM dbsync.run_history h
+         WHERE h.server_oid OPERATOR(pg_catalog.=) s.oid AND h.table_name IS NULL
+           AND h.status OPERATOR(pg_catalog.=) 'error'
+           AND h.finished_at OPERATOR(pg_catalog.>) COALESCE((SELECT pg_catalog.max(k.finished_at)
+                 FROM dbsync.run_history k WHERE k.server_oid OPERATOR(pg_catalog.=) s.oid
+                  AND k.table_name IS NULL AND k.status OPERATOR(pg_catalog.=) 'ok'), '-infinity')), 0::pg_catalog.int8,
+       0::pg_catalog.int8, (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM dbsync.run_history h
+         WHERE h.server_oid OPERATOR(pg_catalog.=) s.oid AND h.table_name IS NULL
+           AND h.status OPERATOR(pg_catalog.=) 'error'
+           AND h.finished_at OPERATOR(pg_catalog.>) COALESCE((SELECT pg_catalog.max(k.finished_at)
+                 FROM dbsync.run_history k WHERE k.server_oid OPERATOR(pg_catalog.=) s.oid
+                  AND k.table_name IS NULL AND k.status OPERATOR(pg_catalog.=) 'ok'), '-infinity'))::pg_catalog.int8, 0::pg_catalog.int8,
+       0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8,
+       0::pg_catalog.int8, 0::pg_catalog.int8
+  FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+ CROSS JOIN LATERAL (SELECT h.* FROM dbsync.run_history h
+                      WHERE h.server_oid OPERATOR(pg_catalog.=) s.oid AND h.table_name IS NULL
+                      ORDER BY h.finished_at DESC LIMIT 1) r
+ WHERE w.fdwname OPERATOR(pg_catalog.=) 'dbsync'
+   AND r.status OPERATOR(pg_catalog.=) 'error'
+   AND NOT EXISTS (SELECT FROM dbsync.tables t WHERE t.server_oid OPERATOR(pg_catalog.=) s.oid)
+   AND (pg_catalog.has_server_privilege(s.oid, 'USAGE')
+        OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE'));
 GRANT SELECT ON dbsync.metrics TO PUBLIC;
 COMMENT ON VIEW dbsync.metrics IS
     'one row per table: labels (server, table_name, target, health) and numbers (epoch seconds, totals that only grow, 0/1 flags) for postgres_exporter / sql_exporter';

@@ -6,9 +6,9 @@
 # Round 1 loads demo/iot.sql and demo/healthcare.sql and syncs; round 2 applies
 # demo/changes_*.sql (updates, inserts, a delete, a new column) and syncs again.
 #
-# Environment: the servers keep running afterwards (for you to look around; the demo
-# prints how to connect and `make demo-stop` stops them); KEEP=0 stops them at the
-# end (and on failure); SKIP_BUILD=1 skips make install;
+# Environment: KEEP=1 leaves the servers running afterwards for you to look around
+# (the demo prints how to connect; `make demo-stop` stops them; they trust local
+# connections, so not on a shared machine); SKIP_BUILD=1 skips make install;
 # DEMO_DIR, DEMO_WH_PORT, DEMO_SRC_PG_PORT, DEMO_SRC_MY_PORT move it elsewhere (the
 # test environment's WH_PORT etc. are deliberately not used).
 # Exit status: non-zero when the IoT part fails. A failing healthcare (TiDB) part is
@@ -139,7 +139,7 @@ if [[ ${SKIP_BUILD:-} != 1 ]]; then
 fi
 
 section "demo servers"
-if [[ ${KEEP:-1} == 0 ]]; then
+if [[ ${KEEP:-0} != 1 ]]; then
     trap 'bash "$REPO/scripts/testenv.sh" stop || true' EXIT
 fi
 bash scripts/testenv.sh start
@@ -174,7 +174,14 @@ if ((health_ok)); then
 else
     log "healthcare (TiDB) sync: FAILED -- see the health rows of dbsync_run() and dbsync.status above"
 fi
-if [[ ${KEEP:-1} != 0 ]]; then
+if [[ ${KEEP:-0} != 1 ]]; then
+    section "the demo servers were stopped"
+    cat >&2 <<EOF
+To look around afterwards, run the demo as: make demo KEEP=1
+(it then prints how to connect; make demo-stop stops the servers). They trust local
+connections without a password: keep them only on a machine nobody else uses.
+EOF
+else
     section "the demo servers keep running"
     cat >&2 <<EOF
 Look around in the warehouse:
@@ -186,7 +193,8 @@ Look around in the warehouse:
 The sources: source PostgreSQL (IoT)  psql -h 127.0.0.1 -p $SRC_PG_PORT -U $SRC_USER $SRC_DB  (password $SRC_PASSWORD)
              MariaDB (healthcare)    mariadb -h 127.0.0.1 -P $SRC_MY_PORT -u $SRC_USER -p$SRC_PASSWORD $SRC_DB
 Next steps: README.md, section "After the demo".
-Stop the servers: make demo-stop    (or run the demo with KEEP=0)
+They trust local connections without a password: stop them when you are done.
+Stop the servers: make demo-stop
 EOF
 fi
 if ((iot_ok)); then

@@ -398,6 +398,7 @@ catalog_set_table(const char *server, const char *table, Datum pk,
 				 "cursor_override = CASE WHEN $4 IS NULL THEN cursor_override "
 				 "  WHEN $4 OPERATOR(pg_catalog.=) '' THEN NULL ELSE $4 END, "
 				 "enabled = COALESCE($5, enabled), "
+				 "cursor_lost = CASE WHEN $4 IS NULL THEN cursor_lost END, "
 				 "cursor_value = CASE WHEN $3 IS NULL AND $4 IS NULL THEN cursor_value END, "
 				 "resume_key = CASE WHEN $3 IS NULL AND $4 IS NULL THEN resume_key END "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
@@ -417,7 +418,7 @@ catalog_forget_state(const char *server, const char *table)
 		values[1] = CStringGetTextDatum(table);
 	else
 		nulls[1] = 'n';
-	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL "
+	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL, cursor_lost = NULL "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND ($2::pg_catalog.text IS NULL OR table_name OPERATOR(pg_catalog.=) $2)",
 				 2, types, values, nulls, SPI_OK_UPDATE);
 	return (int64) SPI_processed;

@@ -161,6 +161,9 @@ typedef struct SyncResult
 	char	   *cursor_from;	/* stored cursor when the step started */
 	char	   *cursor_to;		/* stored cursor when it ended */
 	bool		progressed;		/* in: an earlier step of this run committed */
+	char	   *notes;			/* out: notes of a step that stopped at a
+								 * checkpoint (said again when the run ends) */
+	char	   *run_notes;		/* in: notes of this run's earlier steps */
 } SyncResult;
 
 /* One table's run, as dbsync.runs records it (history.c). */
@@ -285,6 +288,7 @@ extern int64 history_new_run_id(void);
 extern void history_open(RunRecord *r);
 extern void history_record(RunRecord *r);
 extern void history_note_interrupt(ErrorData *edata);
+extern void history_server_recovered(RunRecord *r);
 extern void history_recover(void);
 extern void history_prune(void);
 
@@ -301,6 +305,8 @@ extern void health_record_failure(RunRecord *r, bool progressed,
 								  int interval_secs);
 extern bool health_table_due(const char *server, const char *table,
 							 bool scheduled, char **why);
+extern bool health_table_due_ext(const char *server, const char *table,
+								 bool scheduled, char **why, bool *failing);
 extern void health_park(const char *server, List *tables, bool excluded);
 
 /* in progress.c */

@@ -281,6 +281,14 @@ bool
 health_table_due(const char *server, const char *table, bool scheduled,
 				 char **why)
 {
+	return health_table_due_ext(server, table, scheduled, why, NULL);
+}
+
+/* The same; *failing: it is paused after failures in a row (NULL: unused). */
+bool
+health_table_due_ext(const char *server, const char *table, bool scheduled,
+					 char **why, bool *failing)
+{
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		v[2];
 	bool		isnull;
@@ -292,10 +300,12 @@ health_table_due(const char *server, const char *table, bool scheduled,
 	catalog_exec("SELECT paused_at IS NOT NULL, pg_catalog.format('paused since %s: %s', "
 				 "paused_at, COALESCE(paused_reason, 'dbsync_pause()')), "
 				 "COALESCE(next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now(), false), "
-				 "NOT enabled "
+				 "NOT enabled, consecutive_failures OPERATOR(pg_catalog.>) 0 "
 				 "FROM dbsync.tables " TABLE_WHERE,
 				 2, types, v, NULL, SPI_OK_SELECT);
 	*why = NULL;
+	if (failing)
+		*failing = false;
 	if (SPI_processed != 1)
 		return true;
 	tup = SPI_tuptable->vals[0];
@@ -305,6 +315,8 @@ health_table_due(const char *server, const char *table, bool scheduled,
 		*why = psprintf("%s; dbsync_resume(%s, %s) resumes it",
 						SPI_getvalue(tup, desc, 2), quote_literal_cstr(server),
 						quote_literal_cstr(table));
+		if (failing)
+			*failing = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		return false;
 	}
 	if (scheduled && (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) ||

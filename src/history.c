@@ -669,6 +669,32 @@ history_prune(void)
 				 2, types, v, NULL, SPI_OK_DELETE);
 }
 
+/*
+ * A server whose last server-level row is a failure (it could not connect
+ * or discover) connected and discovered again: say so, which also ends its
+ * row in dbsync.status and the launcher's backoff for it.
+ */
+void
+history_server_recovered(RunRecord *r)
+{
+	Oid			types[5] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		v[5];
+
+	v[0] = Int64GetDatum(r->run_id);
+	v[1] = CStringGetTextDatum(r->server);
+	v[2] = ObjectIdGetDatum(r->serverid);
+	v[3] = CStringGetTextDatum(r->trigger);
+	v[4] = TimestampTzGetDatum(r->started_at);
+	catalog_exec("INSERT INTO dbsync.run_history (run_id, server, server_oid, trigger, started_at, "
+				 "finished_at, status, message, pid) "
+				 "SELECT $1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), 'ok', "
+				 "'connected and discovered the tables again', pg_catalog.pg_backend_pid() "
+				 "WHERE (SELECT h.status FROM dbsync.run_history h "
+				 "  WHERE h.server_oid OPERATOR(pg_catalog.=) $3 AND h.table_name IS NULL "
+				 "  ORDER BY h.finished_at DESC LIMIT 1) OPERATOR(pg_catalog.=) 'error'",
+				 5, types, v, NULL, SPI_OK_INSERT);
+}
+
 /* A new id for a run (one per dbsync_run(), CALL or worker run). */
 int64
 history_new_run_id(void)

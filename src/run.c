@@ -198,6 +198,27 @@ typedef struct RunOutput
 	int			first_errcode;	/* SQLSTATE of the first failure */
 } RunOutput;
 
+/* A failed table, for the ERROR that ends CALL dbsync_sync. */
+static void
+count_failure(RunOutput *out, const char *table)
+{
+	MemoryContext old;
+
+	if (out->cxt == NULL)
+		return;
+	old = MemoryContextSwitchTo(out->cxt);
+	if (out->failed == NULL)
+		out->failed = makeStringInfo();
+	if (out->nfailed < 10)
+		appendStringInfo(out->failed, "%s%s.%s", out->nfailed ? ", " : "",
+						 quote_identifier(out->server),
+						 table ? quote_identifier(table) : "*");
+	else if (out->nfailed == 10)
+		appendStringInfoString(out->failed, ", ...");
+	out->nfailed++;
+	MemoryContextSwitchTo(old);
+}
+
 static void
 emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 	 int64 deleted, TimestampTz started, const char *status,
@@ -209,21 +230,8 @@ emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 	NameData   *srv = palloc0(sizeof(NameData));
 
 	dur->time = GetCurrentTimestamp() - started;
-	if (strcmp(status, "error") == 0 && out->cxt)
-	{
-		MemoryContext old = MemoryContextSwitchTo(out->cxt);
-
-		if (out->failed == NULL)
-			out->failed = makeStringInfo();
-		if (out->nfailed < 10)
-			appendStringInfo(out->failed, "%s%s.%s", out->nfailed ? ", " : "",
-							 quote_identifier(out->server),
-							 table ? quote_identifier(table) : "*");
-		else if (out->nfailed == 10)
-			appendStringInfoString(out->failed, ", ...");
-		out->nfailed++;
-		MemoryContextSwitchTo(old);
-	}
+	if (strcmp(status, "error") == 0)
+		count_failure(out, table);
 	if (out->rsinfo == NULL)
 	{
 		ereport(NOTICE,
@@ -299,8 +307,9 @@ remote_sql_of(ErrorData *edata)
 
 	if (at == NULL)
 		return NULL;
+	/* the statement only, not the context lines after it */
 	at = pstrdup(at + strlen(tag));
-	if ((end = strstr(at, "\nremote SQL command: ")) != NULL)
+	if ((end = strchr(at, '\n')) != NULL)
 		*end = '\0';
 	return at;
 }
@@ -491,6 +500,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		res.run_mode = total->mode;
 		res.run_upserted = total->rows_upserted;
 		res.run_deleted = total->rows_deleted;
+		res.run_notes = total->run_notes;
 		subxact_begin(&sx);
 		PG_TRY();
 		{
@@ -517,6 +527,10 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 				res.message = MemoryContextStrdup(sx.cxt, res.message);
 			if (res.cursor_from)
 				res.cursor_from = MemoryContextStrdup(sx.cxt, res.cursor_from);
+			if (res.notes)
+				res.notes = MemoryContextStrdup(sx.cxt, total->run_notes ?
+												psprintf("%s; %s", total->run_notes, res.notes) :
+												res.notes);
 			SPI_finish();
 			subxact_commit(&sx);
 		}
@@ -562,6 +576,8 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		total->mode = res.mode;
 		total->cursor_from = res.cursor_from;
 	}
+	if (!res.done && res.notes)
+		total->run_notes = res.notes;
 	progress_mode(total->mode);
 	progress_applied(res.rows_upserted + res.rows_deleted);
 	total->status = res.status;
@@ -587,11 +603,15 @@ table_may_run(RunOutput *out, SourceConfig *cfg, const char *table,
 			  RunRecord *rec)
 {
 	char	   *why;
+	bool		failing;
 
 	run_record_init(out, cfg->serverid, cfg->server_name, table, rec);
-	if (health_table_due(cfg->server_name, table, out->scheduled, &why))
+	if (health_table_due_ext(cfg->server_name, table, out->scheduled, &why, &failing))
 		return true;
 	run_record_skip(out, rec, why);
+	/* paused after failures in a row: still a failure to a scheduler */
+	if (failing && !out->scheduled)
+		count_failure(out, table);
 	return false;
 }
 
@@ -714,8 +734,13 @@ record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 
 		if (only_table && strcmp(only_table, lfirst(lc)) != 0)
 			continue;
-		/* a paused table, or one the auto-sync was not due to try, did not fail */
-		if (!health_table_due(server->servername, lfirst(lc), out->scheduled, &why))
+		/*
+		 * A paused table, or one the auto-sync was not due to try, did not
+		 * fail; one another run holds is that run's to record (never wait
+		 * for it).
+		 */
+		if (!health_table_due(server->servername, lfirst(lc), out->scheduled, &why) ||
+			!try_lock_table(server->servername, lfirst(lc), false))
 			continue;
 		catalog_save_error(server->servername, cfg->serverid, lfirst(lc),
 						   cfg->target_schema, msg, NULL);
@@ -838,11 +863,14 @@ only_table_may_run(RunOutput *out, ForeignServer *server, const char *table)
 {
 	RunRecord	rec;
 	char	   *why;
+	bool		failing;
 
-	if (health_table_due(server->servername, table, false, &why))
+	if (health_table_due_ext(server->servername, table, false, &why, &failing))
 		return true;
 	run_record_init(out, server->serverid, server->servername, table, &rec);
 	run_record_skip(out, &rec, why);
+	if (failing)
+		count_failure(out, table);
 	return false;
 }
 
@@ -888,6 +916,8 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 
 	out->server = server_name;
 	check_server_usage(server);
+	/* the state of a dropped server of the same name is not this one's */
+	catalog_forget_stale(server->servername, server->serverid);
 	if (only_table && !only_table_may_run(out, server, only_table))
 		return;
 	progress_begin(server->serverid, server->servername, NULL, out->trigger, false);
@@ -897,6 +927,12 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 		return;
 	}
 
+	{
+		RunRecord	rec;
+
+		run_record_init(out, server->serverid, server->servername, NULL, &rec);
+		history_server_recovered(&rec);
+	}
 	guard_enter_owner(cfg->owner, &as_owner);
 	catalog_forget_stale(cfg->server_name, cfg->serverid);
 	foreach(lc, tables)
@@ -1013,8 +1049,11 @@ dbsync_sync(PG_FUNCTION_ARGS)
 	guard_end(out.guard_nest);
 	if (out.nfailed > 0)
 		ereport(ERROR,
-				(errcode(out.first_errcode ? out.first_errcode : ERRCODE_FDW_ERROR),
+				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("dbsync_sync: %d table(s) failed: %s", out.nfailed, out.failed->data),
+				 out.first_errcode ?
+				 errdetail("The other tables were synced and committed. The first failure had SQLSTATE %s.",
+						   unpack_sql_state(out.first_errcode)) :
 				 errdetail("The other tables were synced and committed."),
 				 errhint("See last_error in dbsync.status, or error and error_hint in dbsync.runs, for each failed table.")));
 	PG_RETURN_VOID();
@@ -1106,6 +1145,7 @@ dbsync_discover(PG_FUNCTION_ARGS)
 	guard_leave(&as_owner);
 
 	SPI_connect();
+	catalog_forget_stale(cfg->server_name, cfg->serverid);
 	foreach(lc, tables)
 	{
 		RemoteTable *rt = lfirst(lc);

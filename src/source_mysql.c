@@ -115,7 +115,6 @@ typedef struct MyConn
 static void my_close(SourceConn *conn, bool cancel_running);
 static char *my_quote_ident(const char *ident);
 static char *my_quote_literal(const char *value);
-static char *my_quote_literal(const char *value);
 
 
 /* ------------------------------------------------------------------------
@@ -196,10 +195,9 @@ my_hint(MyConn *c, unsigned int e)
 			return pstrdup("A column may have been dropped or renamed at the source; the next run rediscovers the columns.");
 		case 1142:				/* ER_TABLEACCESS_DENIED_ERROR */
 		case 1143:				/* ER_COLUMNACCESS_DENIED_ERROR */
-			return psprintf("The source user %s lacks a privilege. At the source, run: GRANT SELECT ON %s.* TO %s;",
-							my_quote_literal(c->p.user ? c->p.user : ""),
-							c->p.dbname ? my_quote_ident(c->p.dbname) : "<dbname>",
-							my_quote_literal(c->p.user ? c->p.user : ""));
+			return psprintf("The source account lacks a privilege. At the source, grant SELECT on the tables of %s to the account dbsync connects as (SELECT CURRENT_USER() shows it): GRANT SELECT ON %s.* TO <that account>;",
+							c->base.cfg->schema ? my_quote_ident(c->base.cfg->schema) : "the database",
+							c->base.cfg->schema ? my_quote_ident(c->base.cfg->schema) : "<database>");
 		case 1040:				/* ER_CON_COUNT_ERROR */
 		case 1203:				/* ER_TOO_MANY_USER_CONNECTIONS */
 			return pstrdup("The source has no free connection for this user; try again later.");

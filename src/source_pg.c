@@ -85,7 +85,18 @@ pg_connect_failed(PgConn *pc)
 	int			code = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
 	char	   *hint;
 
-	if (strstr(msg, "password authentication failed") || strstr(msg, "authentication failed"))
+	if (strstr(msg, "too many clients") || strstr(msg, "connection slots are reserved"))
+	{
+		code = ERRCODE_TOO_MANY_CONNECTIONS;
+		hint = pstrdup("The source has no free connection; the next run tries again (or raise max_connections at the source).");
+	}
+	else if (strstr(msg, "starting up") || strstr(msg, "shutting down") ||
+			 strstr(msg, "in recovery") || strstr(msg, "not yet accepting connections"))
+	{
+		code = ERRCODE_CANNOT_CONNECT_NOW;
+		hint = pstrdup("The source is starting, stopping or recovering; the next run tries again.");
+	}
+	else if (strstr(msg, "password authentication failed"))
 	{
 		code = ERRCODE_INVALID_PASSWORD;
 		hint = psprintf("Check the user and password in the user mapping for server \"%s\".",
@@ -296,8 +307,10 @@ pg_connect(SourceConfig *cfg)
 				   "configure the session");
 		{
 			PGresult   *res = pg_exec(pc, "SELECT pg_catalog.version()", "read the version");
-			const char *v = PQgetvalue(res, 0, 0);
+			const char *v = PQntuples(res) == 1 && PQnfields(res) >= 1 &&
+				!PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "";
 			const char *yb = strstr(v, "-YB-");
+			const char *sv = PQparameterStatus(pc->conn, "server_version");
 
 			if (yb)
 			{
@@ -311,7 +324,7 @@ pg_connect(SourceConfig *cfg)
 			else
 			{
 				/* "15.20 (Debian 15.20-1.pgdg120+1)": the version alone */
-				char	   *ver = pstrdup(PQparameterStatus(pc->conn, "server_version"));
+				char	   *ver = pstrdup(sv ? sv : "(version unknown)");
 
 				ver[strcspn(ver, " ")] = '\0';
 				pc->base.flavor = MemoryContextStrdup(TopMemoryContext,

@@ -342,6 +342,9 @@ finish_table(SyncCtx *cx, const char *drift_note)
 		res->message = res->message ? psprintf("%s; %s", res->message, skip) : skip;
 	}
 	res->cursor_to = cx->new_cursor;
+	if (res->run_notes)
+		res->message = res->message ? psprintf("%s; %s", res->run_notes, res->message) :
+			pstrdup(res->run_notes);
 	catalog_save_success(cx->cfg->server_name, cx->rt->name, cx->rt, cx->cursor,
 						 cx->new_cursor, NIL, cx->rows_total, res->mode,
 						 res->run_upserted + res->rows_upserted,
@@ -650,7 +653,7 @@ moved_target_note(SourceConfig *cfg, RemoteTable *rt, Oid old)
 
 	if (name == NULL)
 		return NULL;
-	return psprintf("target_schema changed: loaded into %s; the old table %s keeps its rows but is no longer synced (drop it; to move a target without reloading, rename its schema with ALTER SCHEMA ... RENAME TO ... and then set target_schema)",
+	return psprintf("target_schema changed: loaded into %s; the old table %s keeps its rows but is no longer synced (drop it; to move targets without a reload, rename their schema and set target_schema in one transaction: BEGIN; ALTER SCHEMA ... RENAME TO ...; ALTER SERVER ... OPTIONS (SET target_schema '...'); COMMIT)",
 					target_name(cfg, rt->name),
 					quote_qualified_identifier(get_namespace_name(get_rel_namespace(old)), name));
 }
@@ -668,8 +671,12 @@ lost_cursor_note(SyncCtx *cx)
 	cx->cursor_lost = cx->st->last_cursor ? cx->st->last_cursor : cx->st->cursor_lost;
 	if (cx->cursor_lost == NULL)
 		return NULL;
-	return psprintf("cursor column \"%s\" is no longer at the source: the table is read in full on every run; pick another with dbsync_set_table(%s, %s, cursor_column => '...')",
-					cx->cursor_lost, quote_literal_cstr(cx->cfg->server_name),
+	return psprintf("cursor column \"%s\" %s: the table is read in full on every run; pick a cursor with dbsync_set_table(%s, %s, cursor_column => '...')",
+					cx->cursor_lost,
+					find_column(cx->rt, cx->cursor_lost) ?
+					"is no longer used (it left the server's cursor_columns, or its override was reset)" :
+					"is no longer at the source",
+					quote_literal_cstr(cx->cfg->server_name),
 					quote_literal_cstr(cx->rt->name));
 }
 
@@ -775,6 +782,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 			guard_end(nest);
 			res->status = "ok";
 			res->message = "checkpoint saved; the initial load goes on";
+			res->notes = drift_note;
 			return;
 		}
 	}

@@ -167,7 +167,10 @@ reap_workers(Scheduled *s)
 	"  pg_catalog.count(t.table_name) FILTER (WHERE NOT t.enabled OR t.paused_at IS NOT NULL), " \
 	"  pg_catalog.count(t.table_name), " \
 	"  (SELECT pg_catalog.count(*) FROM dbsync.run_history h WHERE h.server_oid OPERATOR(pg_catalog.=) s.oid " \
-	"    AND h.table_name IS NULL AND h.status OPERATOR(pg_catalog.=) 'error') " \
+	"    AND h.table_name IS NULL AND h.status OPERATOR(pg_catalog.=) 'error' " \
+	"    AND h.finished_at OPERATOR(pg_catalog.>) COALESCE((SELECT pg_catalog.max(k.finished_at) " \
+	"      FROM dbsync.run_history k WHERE k.server_oid OPERATOR(pg_catalog.=) s.oid " \
+	"      AND k.table_name IS NULL AND k.status OPERATOR(pg_catalog.=) 'ok'), '-infinity')) " \
 	"FROM pg_catalog.pg_foreign_server s " \
 	"JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw " \
 	"CROSS JOIN LATERAL pg_catalog.pg_options_to_table(s.srvoptions) o " \

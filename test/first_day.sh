@@ -62,9 +62,9 @@ check "CALL: ends with an ERROR naming the failed table" grep -q 'ERROR:  dbsync
 call_sqlstate() {
     local out
     out=$(wh_psql -c '\set VERBOSITY verbose' -c "CALL dbsync_sync('fd')" 2>&1 || true)
-    grep -q 'ERROR:  42703' <<<"$out" || { diag "$out"; return 1; }
+    grep -q 'ERROR:  HV000: dbsync_sync' <<<"$out" && grep -q 'DETAIL:  The other tables were synced and committed. The first failure had SQLSTATE 42703.' <<<"$out" || { diag "$out"; return 1; }
 }
-check "CALL: the ERROR carries the table's SQLSTATE (42703)" call_sqlstate
+check "CALL: a dbsync SQLSTATE (HV000), the first failure's SQLSTATE (42703) in the DETAIL" call_sqlstate
 src_psql -c "UPDATE fd.orders SET v = 'changed', updated_at = now() WHERE id = 1"
 wh_psql -c "CALL dbsync_sync('fd')" >/dev/null 2>&1 || true
 check "CALL: the other tables were synced and committed" is "SELECT v FROM fd.orders WHERE id = 1" changed
