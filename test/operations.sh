@@ -227,6 +227,8 @@ sleep 5
 check "paused: the auto-sync leaves it alone" [ "$before" = "$(q "SELECT count(*) FROM dbsync.runs WHERE table_name = 'small' AND started_at > '$mark'")" ]
 check "paused: a manual run skips it and says how to resume" \
     is "SELECT status || ' ' || (message LIKE '%dbsync_resume(%') FROM dbsync_run('ops', 'small')" "skipped true"
+check "paused after failures: CALL still ends with an ERROR (a scheduler sees it)" \
+    eval "! wh_psql -c \"CALL dbsync_sync('ops', 'small')\" >/dev/null 2>&1"
 wh_psql -c "ALTER SERVER ops OPTIONS (SET port '$SRC_PG_PORT')"
 resumed=$(q "SELECT now()")
 q "SELECT dbsync_resume('ops')" >/dev/null
