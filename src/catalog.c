@@ -24,8 +24,16 @@
 
 #include "dbsync.h"
 
+/* A nullable text parameter of catalog_exec(): its datum, and *null set. */
+Datum
+text_param(const char *s, char *null)
+{
+	*null = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
 /* List of char * -> text[] datum */
-static Datum
+Datum
 list_to_text_array(List *list)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));

@@ -72,13 +72,6 @@ health_error_class(int sqlerrcode)
 	return "internal";
 }
 
-static Datum
-text_datum(const char *s, char *null)
-{
-	*null = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
-
 /* NOTIFY dbsync, '{...}': commits (is sent) with the state it reports. */
 static void
 notify_transition(const char *server, const char *table, const char *from,
@@ -148,7 +141,7 @@ health_record_success(RunRecord *r, int64 step_upserted, int64 step_deleted,
 	v[0] = CStringGetTextDatum(r->server);
 	v[1] = CStringGetTextDatum(r->table);
 	v[2] = TimestampTzGetDatum(freshness);
-	v[3] = text_datum(schedule_next(interval_secs), &n[3]);
+	v[3] = text_param(schedule_next(interval_secs), &n[3]);
 	/* earlier checkpoints of this run were counted when they committed */
 	progress_take_uncredited(&read, &bytes);
 	v[4] = Int64GetDatum(read);
@@ -234,7 +227,7 @@ health_record_failure(RunRecord *r, bool progressed, int interval_secs)
 	v[2] = Int32GetDatum(failures);
 	v[3] = BoolGetDatum(pause);
 	v[4] = Float8GetDatum(backoff_seconds(failures, r->error_class, interval_secs));
-	v[5] = text_datum(r->sqlstate, &n[5]);
+	v[5] = text_param(r->sqlstate, &n[5]);
 	v[6] = CStringGetTextDatum(r->error_class);
 	{
 		int64		read;
@@ -244,7 +237,7 @@ health_record_failure(RunRecord *r, bool progressed, int interval_secs)
 		v[7] = Int64GetDatum(read);
 	}
 	v[8] = TimestampTzGetDatum(r->started_at);
-	v[9] = text_datum(r->remote_sql, &n[9]);
+	v[9] = text_param(r->remote_sql, &n[9]);
 	catalog_exec("UPDATE dbsync.tables SET last_attempt_at = pg_catalog.now(), "
 				 "consecutive_failures = $3, last_remote_sql = $10, "
 				 "first_failure_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 1 THEN pg_catalog.now() "
@@ -334,17 +327,11 @@ health_park(const char *server, List *tables, bool excluded)
 {
 	Oid			types[3] = {TEXTOID, TEXTARRAYOID, BOOLOID};
 	Datum		v[3];
-	Datum	   *elems;
-	ListCell   *lc;
-	int			i = 0;
 
 	if (tables == NIL)
 		return;
-	elems = palloc(sizeof(Datum) * list_length(tables));
-	foreach(lc, tables)
-		elems[i++] = CStringGetTextDatum(lfirst(lc));
 	v[0] = CStringGetTextDatum(server);
-	v[1] = PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+	v[1] = list_to_text_array(tables);
 	v[2] = BoolGetDatum(excluded);
 	/* a row another run holds is left alone (never wait for it) */
 	catalog_exec("UPDATE dbsync.tables SET next_attempt_at = 'infinity', "
@@ -383,7 +370,7 @@ pause_or_resume(FunctionCallInfo fcinfo, bool pause)
 	server = dbsync_server_by_name(NameStr(*PG_GETARG_NAME(0)));
 	check_server_owner(server);
 	v[0] = CStringGetTextDatum(server->servername);
-	v[1] = text_datum(table, &n[1]);
+	v[1] = text_param(table, &n[1]);
 	v[2] = BoolGetDatum(pause);
 	v[3] = CStringGetTextDatum(reason ? psprintf("%s (by %s)", reason, GetUserNameFromId(GetUserId(), false)) :
 							   psprintf("dbsync_pause() by %s", GetUserNameFromId(GetUserId(), false)));

@@ -272,13 +272,6 @@ find_open(RunRecord *r)
 	return NULL;
 }
 
-static Datum
-text_or_null(const char *s, char *null)
-{
-	*null = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
-
 /* The row of a finished table, in the current transaction. */
 void
 history_record(RunRecord *r)
@@ -294,9 +287,9 @@ history_record(RunRecord *r)
 	v[0] = Int64GetDatum(r->run_id);
 	v[1] = CStringGetTextDatum(r->server);
 	v[2] = ObjectIdGetDatum(r->serverid);
-	v[3] = text_or_null(r->table, &n[3]);
+	v[3] = text_param(r->table, &n[3]);
 	v[4] = CStringGetTextDatum(r->trigger);
-	v[5] = text_or_null(r->mode, &n[5]);
+	v[5] = text_param(r->mode, &n[5]);
 	v[6] = TimestampTzGetDatum(r->started_at);
 	v[7] = CStringGetTextDatum(r->status);
 	v[8] = Int64GetDatum(r->rows_read);
@@ -304,15 +297,15 @@ history_record(RunRecord *r)
 	v[10] = Int64GetDatum(r->rows_deleted);
 	v[11] = Int64GetDatum(r->rows_skipped);
 	v[12] = Int64GetDatum(r->bytes_read);
-	v[13] = text_or_null(r->cursor_from, &n[13]);
-	v[14] = text_or_null(r->cursor_to, &n[14]);
-	v[15] = text_or_null(r->sqlstate, &n[15]);
-	v[16] = text_or_null(r->error_class, &n[16]);
-	v[17] = text_or_null(r->error, &n[17]);
-	v[18] = text_or_null(r->detail, &n[18]);
-	v[19] = text_or_null(r->hint, &n[19]);
-	v[20] = text_or_null(r->remote_sql, &n[20]);
-	v[21] = text_or_null(r->message, &n[21]);
+	v[13] = text_param(r->cursor_from, &n[13]);
+	v[14] = text_param(r->cursor_to, &n[14]);
+	v[15] = text_param(r->sqlstate, &n[15]);
+	v[16] = text_param(r->error_class, &n[16]);
+	v[17] = text_param(r->error, &n[17]);
+	v[18] = text_param(r->detail, &n[18]);
+	v[19] = text_param(r->hint, &n[19]);
+	v[20] = text_param(r->remote_sql, &n[20]);
+	v[21] = text_param(r->message, &n[21]);
 	catalog_exec("INSERT INTO dbsync.run_history (run_id, server, server_oid, table_name, "
 				 "trigger, mode, started_at, finished_at, status, rows_read, rows_upserted, "
 				 "rows_deleted, rows_skipped, bytes_read, cursor_from, cursor_to, sqlstate, "

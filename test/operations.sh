@@ -37,9 +37,11 @@ reset_gucs() {
 }
 trap reset_gucs EXIT
 
-src_digest() { src_psql -Atc "SELECT count(*) || ':' || md5(coalesce(string_agg(id || ':' || v, ',' ORDER BY id), '')) FROM ops.\"$1\""; }
-wh_digest()  { q "SELECT count(*) || ':' || md5(coalesce(string_agg(id || ':' || v, ',' ORDER BY id), '')) FROM $2.\"$1\""; }
-same_rows()  { [ "$(src_digest "$1")" = "$(wh_digest "$1" "$2")" ]; }
+# the rows of TABLE in SCHEMA (the same schema name at the source and locally)
+DIGEST="SELECT count(*) || ':' || md5(coalesce(string_agg(id || ':' || v, ',' ORDER BY id), ''))"
+src_digest() { src_psql -Atc "$DIGEST FROM $2.\"$1\""; }
+wh_digest()  { q "$DIGEST FROM $2.\"$1\""; }
+same_rows()  { [ "$(src_digest "$1" "$2")" = "$(wh_digest "$1" "$2")" ]; }
 slow_on()    { q "CREATE TRIGGER slow BEFORE INSERT ON $1 FOR EACH ROW EXECUTE FUNCTION public.ops_slow()"; }
 slow_off()   { q "DROP TRIGGER IF EXISTS slow ON $1"; }
 progress_rows() { q "SELECT count(*) FROM dbsync.progress WHERE server = '$1' AND table_name IS NOT NULL"; }
@@ -301,15 +303,13 @@ src_psql -c "INSERT INTO ops3.slowa SELECT g, 'a' || g, now() FROM generate_seri
              INSERT INTO ops3.slowb SELECT g, 'b' || g, now() FROM generate_series(1, 100000) g;"
 set_gucs dbsync.max_workers=3
 wh_psql -c "ALTER SERVER ops3 OPTIONS (ADD sync_interval '1 second')"
-s3src() { src_psql -Atc "SELECT count(*) || ':' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM ops3.\"$1\""; }
-s3wh()  { q "SELECT count(*) || ':' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM ops3.\"$1\""; }
 if wait_until 30 eval "[ \"\$(q \"SELECT count(DISTINCT table_name) FROM dbsync.progress WHERE server = 'ops3' AND trigger = 'worker' AND table_name LIKE 'slow_'\")\" = 2 ]"; then
     ok "parallel: two tables of one server load at once (their progress rows overlap)"
 else
     not_ok "parallel: two tables of one server load at once"
 fi
 src_psql -c "INSERT INTO ops3.quick VALUES (2, 'during the long loads', now())"
-if wait_until 20 eval "[ \"\$(s3wh quick)\" = \"\$(s3src quick)\" ]"; then
+if wait_until 20 eval "[ \"\$(wh_digest quick ops3)\" = \"\$(src_digest quick ops3)\" ]"; then
     check "parallel: a small table syncs while the long loads go on" [ "$(progress_rows ops3)" -ge 1 ]
 else
     not_ok "parallel: a small table syncs while the long loads go on"
@@ -320,10 +320,10 @@ if [ -n "$wpid" ]; then
     wait_until 30 eval "q 'SELECT 1' >/dev/null" || true
     slow_off ops3.slowa
     slow_off ops3.slowb
-    if wait_until 90 eval "[ \"\$(s3wh slowa)\" = \"\$(s3src slowa)\" ] && [ \"\$(s3wh slowb)\" = \"\$(s3src slowb)\" ]"; then
+    if wait_until 90 eval "[ \"\$(wh_digest slowa ops3)\" = \"\$(src_digest slowa ops3)\" ] && [ \"\$(wh_digest slowb ops3)\" = \"\$(src_digest slowb ops3)\" ]"; then
         ok "SIGKILLed worker: replaced after the crash restart, both tables end exact"
     else
-        not_ok "SIGKILLed worker: both tables end exact ($(s3wh slowa) vs $(s3src slowa))"
+        not_ok "SIGKILLed worker: both tables end exact ($(wh_digest slowa ops3) vs $(src_digest slowa ops3))"
     fi
     check "SIGKILLed worker: its run is in dbsync.runs as aborted (trigger worker)" \
         is "SELECT count(*) > 0 FROM dbsync.runs WHERE table_name = 'slowa' AND status = 'aborted' AND trigger = 'worker'" t
@@ -340,7 +340,7 @@ src_psql -c "INSERT INTO ops3.quick VALUES (3, 'while excluded', now())"
 sleep 3
 check "excluded: not synced meanwhile" [ "$(q "SELECT count(*) FROM ops3.quick")" = 2 ]
 wh_psql -c "ALTER SERVER ops3 OPTIONS (DROP exclude_tables)"
-if wait_until 20 eval "[ \"\$(s3wh quick)\" = \"\$(s3src quick)\" ]"; then
+if wait_until 20 eval "[ \"\$(wh_digest quick ops3)\" = \"\$(src_digest quick ops3)\" ]"; then
     ok "excluded, then selected again: the auto-sync syncs it again"
 else not_ok "excluded, then selected again: the auto-sync syncs it again"; fi
 check "selected again: health ok" is "SELECT health FROM dbsync.status WHERE server = 'ops3' AND table_name = 'quick'" ok
