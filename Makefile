@@ -8,6 +8,7 @@ OBJS = \
 	src/dbsync.o \
 	src/options.o \
 	src/source.o \
+	src/conncache.o \
 	src/source_pg.o \
 	src/source_mysql.o \
 	src/mysql_values.o \
@@ -16,6 +17,8 @@ OBJS = \
 	src/typemap_mysql.o \
 	src/catalog.o \
 	src/apply.o \
+	src/stage.o \
+	src/merge.o \
 	src/sync.o \
 	src/deletes.o \
 	src/run.o \

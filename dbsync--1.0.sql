@@ -53,6 +53,7 @@ CREATE TABLE dbsync.tables (
     last_remote_sql       text,                 -- the source statement that failed
     last_message          text,                 -- notes of the last successful run
     cursor_lost           text,                 -- a cursor column gone at the source
+    deletes_checked_at    timestamptz,          -- last exact delete check (delete_check_interval)
     next_attempt_at       timestamptz,          -- the auto-sync's next try (schedule, backoff)
     paused_at             timestamptz,
     paused_reason         text,
@@ -113,7 +114,8 @@ SELECT t.server::name AS server,
        t.last_sqlstate,
        t.last_error_class,
        t.last_remote_sql,
-       t.last_message
+       t.last_message,
+       t.deletes_checked_at
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) t.server
    AND t.server_oid OPERATOR(pg_catalog.=) s.oid     -- not a dropped server's of the same name
@@ -224,7 +226,7 @@ SELECT s.srvname, NULL, NULL, NULL, NULL, NULL, 'error', NULL, NULL, NULL, NULL,
            AND h.finished_at OPERATOR(pg_catalog.>) COALESCE((SELECT pg_catalog.max(k.finished_at)
                  FROM dbsync.run_history k WHERE k.server_oid OPERATOR(pg_catalog.=) s.oid
                   AND k.table_name IS NULL AND k.status OPERATOR(pg_catalog.=) 'ok'), '-infinity')),
-       NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql, NULL
+       NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql, NULL, NULL
   FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
  CROSS JOIN LATERAL (SELECT h.* FROM dbsync.run_history h
@@ -416,4 +418,5 @@ COMMENT ON COLUMN dbsync.status.freshness_at IS 'start of the last successful re
 COMMENT ON COLUMN dbsync.status.last_sqlstate IS 'SQLSTATE of the last failure';
 COMMENT ON COLUMN dbsync.status.last_error_class IS 'transient, config, data or internal';
 COMMENT ON COLUMN dbsync.status.last_remote_sql IS 'the source statement that failed, if the failure was at the source';
+COMMENT ON COLUMN dbsync.status.deletes_checked_at IS 'last time deletes at the source were reconciled exactly (every run, or at most every delete_check_interval; NULL with deletes ignore)';
 COMMENT ON COLUMN dbsync.status.last_message IS 'notes of the last successful run (schema drift, a moved target, a lost cursor column...)';

@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * apply.h
- *	  Local side of a sync (apply.c): target DDL, staging, COPY, merge.
+ *	  Local side of a sync: target DDL (apply.c), staging and COPY
+ *	  (stage.c), the statements that apply a batch (merge.c).
  *-------------------------------------------------------------------------
  */
 #ifndef DBSYNC_APPLY_H
@@ -11,6 +12,8 @@
 
 struct SourceConn;
 
+extern void spi_exec(const char *sql, int expect);
+extern void append_name_list(StringInfo buf, List *names, const char *prefix);
 extern char *target_name(SourceConfig *cfg, const char *table);
 extern bool same_names(List *a, List *b);
 extern bool name_in_list(List *list, const char *name);
@@ -41,6 +44,9 @@ typedef enum CompareMode
 extern int64 apply_upsert(const char *target, const char *stage, List *columns,
 						  List *pk, bool soft, bool dedupe, CompareMode how,
 						  int64 *inserted);
+extern int64 apply_upsert_small(const char *target, const char *stage,
+								List *columns, List *pk, bool soft,
+								int64 *inserted);
 extern int64 apply_delete_missing(const char *target, const char *keystage,
 								  List *pk, bool soft, const char *filter);
 extern void apply_mirror_multiset(const char *target, const char *stage,

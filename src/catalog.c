@@ -123,7 +123,7 @@ catalog_load(const char *server, const char *table)
 	st->enabled = true;
 	catalog_exec("SELECT primary_key_override, cursor_override, enabled, "
 				 "cursor_value, resume_key, rows_total, load_direct, target_relid, "
-				 "primary_key, cursor_column, cursor_lost "
+				 "primary_key, cursor_column, cursor_lost, deletes_checked_at "
 				 "FROM dbsync.tables WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -160,6 +160,8 @@ catalog_load(const char *server, const char *table)
 	d = SPI_getbinval(tup, desc, 11, &isnull);
 	if (!isnull)
 		st->cursor_lost = TextDatumGetCString(d);
+	d = SPI_getbinval(tup, desc, 12, &isnull);
+	st->deletes_checked_at = isnull ? 0 : DatumGetTimestampTz(d);
 	return st;
 }
 
@@ -252,13 +254,14 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 					 const char *cursor_column, const char *cursor_value,
 					 List *resume_key, int64 rows_total, const char *mode,
 					 int64 upserted, int64 deleted, const char *row_sample,
-					 const char *message, const char *cursor_lost)
+					 const char *message, const char *cursor_lost,
+					 bool deletes_checked)
 {
-	Oid			types[14] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID,
+	Oid			types[15] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID,
 		TEXTARRAYOID, TEXTARRAYOID, INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID,
-	TEXTOID, TEXTOID};
-	Datum		values[14];
-	char		nulls[14];
+	TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[15];
+	char		nulls[15];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(server);
@@ -296,6 +299,7 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 		values[13] = CStringGetTextDatum(cursor_lost);
 	else
 		nulls[13] = 'n';
+	values[14] = BoolGetDatum(deletes_checked);
 	catalog_exec("UPDATE dbsync.tables SET primary_key = $3, cursor_column = $4, "
 				 "cursor_value = $5, resume_key = $6, known_columns = $7, "
 				 "rows_total = $8, last_mode = $9, last_rows_upserted = $10, "
@@ -303,9 +307,10 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 				 "last_status = 'ok', last_synced_at = pg_catalog.now(), "
 				 "last_error = NULL, last_error_at = NULL, "
 				 "last_row_error_sample = $12::pg_catalog.jsonb, remote_missing_since = NULL, "
-				 "load_direct = NULL, last_message = $13, cursor_lost = $14 "
+				 "load_direct = NULL, last_message = $13, cursor_lost = $14, "
+				 "deletes_checked_at = CASE WHEN $15 THEN pg_catalog.now() ELSE deletes_checked_at END "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND table_name OPERATOR(pg_catalog.=) $2",
-				 14, types, values, nulls, SPI_OK_UPDATE);
+				 15, types, values, nulls, SPI_OK_UPDATE);
 }
 
 void

@@ -49,6 +49,7 @@ typedef struct SourceConfig
 	Oid			serverid;
 	char	   *server_name;
 	Oid			owner;			/* server owner: syncs run as this role */
+	Oid			umid;			/* the owner's (or PUBLIC's) user mapping */
 	const struct SourceDriver *driver;
 	char	   *source_type;	/* yugabytedb | tidb | postgresql | mysql */
 	char	   *host;
@@ -70,6 +71,8 @@ typedef struct SourceConfig
 	List	   *cursor_columns; /* candidates (char *) in preference order */
 	char	   *lookback;		/* interval text */
 	DeletesMode deletes;
+	char	   *delete_check_interval;	/* interval text, NULL = the default
+										 * (DELETE_CHECK_DEFAULT_*) */
 	RowErrorMode on_row_error;
 	int			batch_size;		/* rows per checkpoint of an initial load */
 	char	   *sync_interval;	/* interval text or NULL */
@@ -140,6 +143,7 @@ typedef struct TableState
 	List	   *last_pk;		/* char *: key the stored state was made with */
 	char	   *last_cursor;	/* cursor column it was made with */
 	char	   *cursor_lost;	/* a cursor column gone at the source */
+	TimestampTz deletes_checked_at; /* last exact delete check, 0 = never */
 } TableState;
 
 /* Result of syncing one table. */
@@ -203,6 +207,7 @@ typedef struct GuardUser
 extern void guard_define(void);
 extern void guard_check_not_active(void);
 extern int	guard_begin(void);
+extern int	guard_plan_probes(void);
 extern void guard_end(int nest);
 extern void guard_repin(void);
 extern void guard_enter_owner(Oid owner, GuardUser *saved);
@@ -243,7 +248,8 @@ extern void catalog_save_success(const char *server, const char *table,
 								 int64 rows_total, const char *mode,
 								 int64 upserted, int64 deleted,
 								 const char *row_sample, const char *message,
-								 const char *cursor_lost);
+								 const char *cursor_lost,
+								 bool deletes_checked);
 extern void catalog_save_error(const char *server, Oid serverid,
 							   const char *table, const char *target_schema,
 							   const char *message, const char *row_sample);

@@ -88,6 +88,22 @@ guard_begin(void)
 	return nest;
 }
 
+/*
+ * Open a GUC level in which joins are nested loops (one index probe per
+ * outer row): for statements that join a few staged rows with a large
+ * table, whatever the planner guesses for a staging table it has no
+ * statistics of.  Close it with guard_end().
+ */
+int
+guard_plan_probes(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	guard_set("enable_hashjoin", "off");
+	guard_set("enable_mergejoin", "off");
+	return nest;
+}
+
 /* Undo a guard_begin() level (and whatever was SET inside it). */
 void
 guard_end(int nest)

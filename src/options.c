@@ -57,6 +57,7 @@ static const OptionDef option_defs[] = {
 	{"cursor_columns", ForeignServerRelationId, OPT_LIST, NULL, NULL},
 	{"lookback", ForeignServerRelationId, OPT_INTERVAL, NULL, NULL},
 	{"deletes", ForeignServerRelationId, OPT_ENUM, "hard,soft,ignore", NULL},
+	{"delete_check_interval", ForeignServerRelationId, OPT_INTERVAL, NULL, NULL},
 	{"on_row_error", ForeignServerRelationId, OPT_ENUM, "fail,skip", NULL},
 	{"batch_size", ForeignServerRelationId, OPT_POSINT, NULL, NULL},
 	{"sync_interval", ForeignServerRelationId, OPT_INTERVAL, NULL, NULL},
@@ -348,7 +349,7 @@ dbsync_fdw_oid(void)
 
 /* Find the options of the owner's (or PUBLIC's) user mapping, or error. */
 static List *
-owner_mapping_options(ForeignServer *server)
+owner_mapping_options(ForeignServer *server, Oid *umid)
 {
 	HeapTuple	tp;
 	Datum		datum;
@@ -372,6 +373,7 @@ owner_mapping_options(ForeignServer *server)
 				 errhint("Create one: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (user '...', password '...').",
 						 quote_identifier(GetUserNameFromId(server->owner, false)),
 						 quote_identifier(server->servername))));
+	*umid = ((Form_pg_user_mapping) GETSTRUCT(tp))->oid;
 	datum = SysCacheGetAttr(USERMAPPINGUSERSERVER, tp,
 							Anum_pg_user_mapping_umoptions, &isnull);
 	if (!isnull)
@@ -416,7 +418,7 @@ source_config_get(Oid serverid)
 	cfg->batch_size = 100000;
 	cfg->cursor_columns = list_make2("updated_at", "created_at");
 
-	options = list_concat(list_copy(server->options), owner_mapping_options(server));
+	options = list_concat(list_copy(server->options), owner_mapping_options(server, &cfg->umid));
 	foreach(lc, options)
 	{
 		DefElem    *def = lfirst(lc);
@@ -446,6 +448,8 @@ source_config_get(Oid serverid)
 		else if (strcmp(name, "deletes") == 0)
 			cfg->deletes = strcmp(value, "soft") == 0 ? DELETES_SOFT :
 				strcmp(value, "ignore") == 0 ? DELETES_IGNORE : DELETES_HARD;
+		else if (strcmp(name, "delete_check_interval") == 0)
+			cfg->delete_check_interval = value;
 		else if (strcmp(name, "on_row_error") == 0)
 			cfg->on_row_error = strcmp(value, "skip") == 0 ? ROW_ERROR_SKIP : ROW_ERROR_FAIL;
 		else if (strcmp(name, "batch_size") == 0)

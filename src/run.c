@@ -518,7 +518,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			else
 			{
 				if (*conn == NULL)
-					*conn = source_connect(cfg);
+					*conn = source_acquire(cfg);
 				sync_table(cfg, *conn, rt, out->commit_batches, &res);
 				if (res.done)
 					run_record_success(out, rec, total, &res);
@@ -782,9 +782,9 @@ run_server_connect(RunOutput *out, ForeignServer *server, const char *only_table
 		out->interval_secs = cfg->sync_interval ?
 			(int) Min(interval_usecs(cfg->sync_interval) / USECS_PER_SEC, INT_MAX) : 0;
 		guard_enter_owner(cfg->owner, &as_owner);
-		*conn = source_connect(cfg);
+		*conn = source_acquire(cfg);
 		progress_phase("discovering");
-		*tables = (*conn)->driver->discover(*conn);
+		*tables = source_discover(*conn);
 		guard_leave(&as_owner);
 		subxact_commit(&sx);
 	}
@@ -792,12 +792,15 @@ run_server_connect(RunOutput *out, ForeignServer *server, const char *only_table
 	{
 		ErrorData  *edata = subxact_abort(&sx);
 
+		/* a connection whose state is unknown is never kept */
+		if (*conn)
+			source_discard(*conn);
+		*conn = NULL;
 		if (subxact_is_interrupt(edata))
 		{
 			history_note_interrupt(edata);
 			ReThrowError(edata);
 		}
-		*conn = NULL;
 		record_server_error(out, cfg, server, only_table, edata, started);
 		return false;
 	}
@@ -957,8 +960,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 					  only_table, cfg->schema, quote_literal_cstr(server_name)));
 	guard_leave(&as_owner);
 	progress_end();
-	if (conn)
-		source_close(conn);
+	source_release(conn);
 }
 
 /* Leftovers of interrupted runs become history; old history goes. */
@@ -1140,8 +1142,8 @@ dbsync_discover(PG_FUNCTION_ARGS)
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	cfg = source_config_get(server->serverid);
 	guard_enter_owner(cfg->owner, &as_owner);
-	conn = source_connect(cfg);
-	tables = conn->driver->discover(conn);
+	conn = source_acquire(cfg);
+	tables = source_discover(conn);
 	guard_leave(&as_owner);
 
 	SPI_connect();
@@ -1213,7 +1215,7 @@ dbsync_discover(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	SPI_finish();
-	source_close(conn);
+	source_release(conn);
 	guard_end(nest);
 	return (Datum) 0;
 }

@@ -43,8 +43,9 @@ source_driver_for(const char *source_type)
 	return NULL;				/* keep compiler quiet */
 }
 
-static void
-unregister(SourceConn *conn)
+/* Take a connection off the registry (it is no longer closed on abort). */
+void
+source_forget(SourceConn *conn)
 {
 	SourceConn **p;
 
@@ -59,12 +60,18 @@ unregister(SourceConn *conn)
 	}
 }
 
-/* Abort: close every open connection (cancel what still runs). */
+/*
+ * Abort: close every open connection (cancel what still runs).  Commit or
+ * abort: close the cached connections that were invalidated meanwhile.
+ */
 static void
 source_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		conncache_at_xact_end();
 	if (event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;
+	conncache_at_xact_end();
 	while (open_conns)
 	{
 		SourceConn *c = open_conns;
@@ -111,7 +118,7 @@ source_close(SourceConn *conn)
 {
 	if (conn == NULL)
 		return;
-	unregister(conn);
+	source_forget(conn);
 	conn->driver->close(conn, conn->busy);
 }
 
@@ -121,7 +128,7 @@ source_discard(SourceConn *conn)
 {
 	if (conn == NULL)
 		return;
-	unregister(conn);
+	source_forget(conn);
 	conn->driver->close(conn, true);
 }
 

@@ -122,6 +122,22 @@ typedef struct SourceDriver
 	 */
 	void		(*read_clock) (SourceConn *conn, char **now, char **offset,
 							   char **oldest);
+
+	/*
+	 * Connection cache (conncache.c): can this idle connection be used
+	 * again (open, no transaction or result pending, nothing arrived on its
+	 * socket, such as the server's goodbye)?  Never throws.
+	 */
+	bool		(*idle_ok) (SourceConn *conn);
+
+	/*
+	 * Optional: a cheap value that changes whenever the source's catalog
+	 * may have changed (YugabyteDB's catalog version, TiDB's schema
+	 * version, a digest of PostgreSQL's catalog rows), or NULL when the
+	 * source cannot tell.  While it stays the same, the last discovery of
+	 * the connection's server is used again.
+	 */
+	char	   *(*catalog_version) (SourceConn *conn);
 } SourceDriver;
 
 /* in source.c */
@@ -130,6 +146,7 @@ extern SourceConn *source_connect(SourceConfig *cfg);
 extern void source_close(SourceConn *conn);
 extern void source_discard(SourceConn *conn);
 extern void source_register(SourceConn *conn);
+extern void source_forget(SourceConn *conn);
 extern void source_init(void);
 extern void source_detach(void (*fn) (void *arg), void *arg, int budget_s,
 						  int keep_fd);
@@ -140,11 +157,20 @@ extern void source_read_clock(SourceConn *conn, const char *clock_sql,
 							  const char *oldest_sql, char **now,
 							  char **offset, char **oldest);
 
+/* in conncache.c: connections and discoveries kept for the next run */
+extern SourceConn *source_acquire(SourceConfig *cfg);
+extern void source_release(SourceConn *conn);
+extern List *source_discover(SourceConn *conn);
+extern bool source_socket_quiet(int sock);
+extern void conncache_at_xact_end(void);
+
 /* in source_pg.c */
 extern const SourceDriver pg_driver;
+extern char *pg_catalog_version_sql(bool yugabyte, const char *schema);
 
 /* in source_mysql.c */
 extern const SourceDriver mysql_driver;
+extern char *my_catalog_version_sql(bool tidb, unsigned int *field);
 
 /* in remote_sql.c: SELECT text built with the driver's dialect */
 typedef struct RemoteQuery

@@ -569,9 +569,9 @@ flavor_of(MyConn *c, const char *version)
 	return psprintf("MySQL %d.%d", major, minor);
 }
 
-/* Run a query returning one value; NULL for no row or SQL NULL. */
+/* Run a query; field "field" of its first row, NULL for no row or SQL NULL. */
 static char *
-my_query_value_internal(MyConn *c, const char *sql)
+my_query_field(MyConn *c, const char *sql, unsigned int field)
 {
 	MYSQL_ROW	row;
 	char	   *value = NULL;
@@ -582,16 +582,55 @@ my_query_value_internal(MyConn *c, const char *sql)
 	if (my_use_result(c, sql))
 	{
 		row = my_fetch_row(c, sql);
-		if (row && row[0])
+		if (row && field < mysql_num_fields(c->res) && row[field])
 		{
 			unsigned long *lengths = mysql_fetch_lengths(c->res);
 
-			value = pnstrdup(row[0], lengths[0]);
+			value = pnstrdup(row[field], lengths[field]);
 		}
 		my_free_result(c);
 	}
 	c->base.busy = false;
 	return value;
+}
+
+/* Run a query returning one value; NULL for no row or SQL NULL. */
+static char *
+my_query_value_internal(MyConn *c, const char *sql)
+{
+	return my_query_field(c, sql, 0);
+}
+
+/*
+ * The statement that reads the source's catalog version, and the field
+ * of its row that holds it: TiDB's schema version (every DDL moves it);
+ * NULL for MySQL and MariaDB, which keep none (discovery runs each time).
+ */
+char *
+my_catalog_version_sql(bool tidb, unsigned int *field)
+{
+	*field = 1;
+	return tidb ? pstrdup("SHOW STATUS LIKE 'ddl_schema_version'") : NULL;
+}
+
+static char *
+my_catalog_version(SourceConn *conn)
+{
+	MyConn	   *c = (MyConn *) conn;
+	unsigned int field;
+	char	   *sql = my_catalog_version_sql(c->is_tidb, &field);
+
+	return sql ? my_query_field(c, sql, field) : NULL;
+}
+
+/* An idle connection is good for another run (never throws). */
+static bool
+my_idle_ok(SourceConn *conn)
+{
+	MyConn	   *c = (MyConn *) conn;
+
+	return c->my != NULL && c->res == NULL && !c->in_call && !conn->busy &&
+		source_socket_quiet((int) mysql_get_socket(c->my));
 }
 
 static SourceConn *
@@ -1613,6 +1652,8 @@ const SourceDriver mysql_driver = {
 	.local_key_digest = pg_key_digest,
 	.local_key_bucket = pg_key_bucket,
 	.end_snapshot = my_end_snapshot,
+	.idle_ok = my_idle_ok,
+	.catalog_version = my_catalog_version,
 	.quote_ident = my_quote_ident,
 	.quote_literal = my_quote_literal,
 	.column_expr = my_column_expr,

@@ -34,6 +34,7 @@ typedef struct PgConn
 	PGconn	   *conn;
 	char	   *copy_row;		/* last row handed out, PQfreemem'd next */
 	const char *sql;			/* statement in progress, for errors */
+	char	   *zone;			/* the session's default time zone, quoted */
 } PgConn;
 
 static void pg_close(SourceConn *sconn, bool cancel_running);
@@ -300,13 +301,24 @@ pg_connect(SourceConfig *cfg)
 					 errdetail("Non-superuser server owners cannot connect if the source does not ask for a password."),
 					 errhint("Configure the source to require password authentication for this user.")));
 
-		/* Pin the session: what the engine parses must not depend on it. */
-		pg_command(pc, "SET search_path = pg_catalog; SET timezone = 'UTC'; "
-				   "SET datestyle = 'ISO'; SET intervalstyle = 'postgres'; "
-				   "SET extra_float_digits = 3; SET bytea_output = 'hex'",
-				   "configure the session");
+		/*
+		 * The default time zone (reported at startup, before ours is set),
+		 * for zone-less cursors; then pin the session, so that what the
+		 * engine parses does not depend on it, and read the version: one
+		 * round trip.
+		 */
 		{
-			PGresult   *res = pg_exec(pc, "SELECT pg_catalog.version()", "read the version");
+			const char *tz = PQparameterStatus(pc->conn, "TimeZone");
+
+			pc->zone = MemoryContextStrdup(TopMemoryContext,
+										   quote_literal_cstr(tz ? tz : "UTC"));
+		}
+		{
+			PGresult   *res = pg_exec(pc, "SET search_path = pg_catalog; SET timezone = 'UTC'; "
+									  "SET datestyle = 'ISO'; SET intervalstyle = 'postgres'; "
+									  "SET extra_float_digits = 3; SET bytea_output = 'hex'; "
+									  "SELECT pg_catalog.version()",
+									  "configure the session");
 			const char *v = PQntuples(res) == 1 && PQnfields(res) >= 1 &&
 				!PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "";
 			const char *yb = strstr(v, "-YB-");
@@ -387,6 +399,8 @@ pg_close(SourceConn *sconn, bool cancel_running)
 	pc->conn = NULL;
 	if (pc->base.flavor)
 		pfree(pc->base.flavor);
+	if (pc->zone)
+		pfree(pc->zone);
 	pfree(pc);
 }
 
@@ -408,6 +422,60 @@ pg_column_expr(RemoteColumn *col)
 	return pg_quote_ident(col->name);
 }
 
+/* The catalog rows discovery reads: the columns of a schema's tables. */
+static char *
+pg_catalog_from(const char *schema)
+{
+	return psprintf("FROM pg_catalog.pg_class c "
+					"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+					"JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+					"AND a.attnum > 0 AND NOT a.attisdropped "
+					"LEFT JOIN pg_catalog.pg_constraint con ON con.conrelid = c.oid "
+					"AND con.contype = 'p' "
+					"WHERE n.nspname = %s AND c.relkind IN ('r', 'p') "
+					"AND NOT c.relispartition",
+					quote_literal_cstr(schema));
+}
+
+/*
+ * The statement that reads the source's catalog version: YugabyteDB keeps
+ * one (every DDL moves it; reading it costs no catalog scan); PostgreSQL
+ * does not, so a digest of the very rows discovery reads stands in (one
+ * aggregate instead of the rows).
+ */
+char *
+pg_catalog_version_sql(bool yugabyte, const char *schema)
+{
+	if (yugabyte)
+		return pstrdup("SELECT pg_catalog.yb_catalog_version()::pg_catalog.text");
+	return psprintf("SELECT pg_catalog.md5(pg_catalog.string_agg("
+					"pg_catalog.concat_ws('/', pg_catalog.quote_ident(c.relname), "
+					"pg_catalog.quote_ident(a.attname), "
+					"pg_catalog.format_type(a.atttypid, a.atttypmod), "
+					"pg_catalog.array_position(con.conkey, a.attnum)), ',' "
+					"ORDER BY c.relname COLLATE \"C\", a.attnum)) %s",
+					pg_catalog_from(schema));
+}
+
+static char *
+pg_catalog_version(SourceConn *sconn)
+{
+	bool		yb = sconn->flavor && strncmp(sconn->flavor, "YugabyteDB", 10) == 0;
+
+	return pg_query_value(sconn, pg_catalog_version_sql(yb, sconn->cfg->schema));
+}
+
+/* An idle connection is good for another run (never throws). */
+static bool
+pg_idle_ok(SourceConn *sconn)
+{
+	PgConn	   *pc = (PgConn *) sconn;
+
+	return pc->conn != NULL && PQstatus(pc->conn) == CONNECTION_OK &&
+		PQtransactionStatus(pc->conn) == PQTRANS_IDLE &&
+		!PQisBusy(pc->conn) && source_socket_quiet(PQsocket(pc->conn));
+}
+
 /* Tables of the remote schema: one catalog query, PG 11 compatible. */
 static List *
 pg_discover(SourceConn *sconn)
@@ -421,17 +489,9 @@ pg_discover(SourceConn *sconn)
 
 	sql = psprintf("SELECT c.relname, a.attname, "
 				   "pg_catalog.format_type(a.atttypid, a.atttypmod), "
-				   "pg_catalog.array_position(con.conkey, a.attnum) "
-				   "FROM pg_catalog.pg_class c "
-				   "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-				   "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
-				   "AND a.attnum > 0 AND NOT a.attisdropped "
-				   "LEFT JOIN pg_catalog.pg_constraint con ON con.conrelid = c.oid "
-				   "AND con.contype = 'p' "
-				   "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') "
-				   "AND NOT c.relispartition "
+				   "pg_catalog.array_position(con.conkey, a.attnum) %s "
 				   "ORDER BY c.relname COLLATE \"C\", a.attnum",
-				   quote_literal_cstr(sconn->cfg->schema));
+				   pg_catalog_from(sconn->cfg->schema));
 	res = pg_exec(pc, sql, "discover tables");
 	if (PQntuples(res) == 0)
 	{
@@ -598,17 +658,38 @@ pg_stream_next(SourceConn *sconn, const char **data, int *len)
 static void
 pg_read_clock(SourceConn *sconn, char **now, char **offset, char **oldest)
 {
-	source_read_clock(sconn,
-					  "SELECT t::pg_catalog.text OPERATOR(pg_catalog.||) '|' "
-					  "OPERATOR(pg_catalog.||) (pg_catalog.timezone(s.reset_val, t) "
-					  "OPERATOR(pg_catalog.-) pg_catalog.timezone('UTC', t))::pg_catalog.text "
-					  "FROM pg_catalog.clock_timestamp() t, pg_catalog.pg_settings s "
-					  "WHERE s.name OPERATOR(pg_catalog.=) 'TimeZone'",
-					  "SELECT pg_catalog.min(xact_start) FROM pg_catalog.pg_stat_activity "
-					  "WHERE xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid() "
-					  "AND backend_type = 'client backend' "
-					  "AND datname = pg_catalog.current_database()",
-					  now, offset, oldest);
+	PgConn	   *pc = (PgConn *) sconn;
+	char	   *v;
+	char	   *bar;
+
+	/*
+	 * One round trip; the subquery runs for the clock's row, so after the
+	 * clock is read, as read_clock() requires.
+	 */
+	v = pg_query_value(sconn,
+					   psprintf("SELECT c.t::pg_catalog.text OPERATOR(pg_catalog.||) '|' "
+								"OPERATOR(pg_catalog.||) (pg_catalog.timezone(%s, c.t) "
+								"OPERATOR(pg_catalog.-) pg_catalog.timezone('UTC', c.t))::pg_catalog.text "
+								"OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) "
+								"COALESCE((SELECT pg_catalog.min(a.xact_start) FROM pg_catalog.pg_stat_activity a "
+								"WHERE a.xact_start IS NOT NULL AND c.t IS NOT NULL "
+								"AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() "
+								"AND a.backend_type OPERATOR(pg_catalog.=) 'client backend' "
+								"AND a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())::pg_catalog.text, '') "
+								"FROM (SELECT pg_catalog.clock_timestamp() AS t OFFSET 0) c",
+								pc->zone ? pc->zone : "'UTC'"));
+	*now = v;
+	*offset = NULL;
+	*oldest = NULL;
+	if (v == NULL || (bar = strchr(v, '|')) == NULL)
+		return;
+	*bar = '\0';
+	*offset = bar + 1;
+	if ((bar = strchr(*offset, '|')) == NULL)
+		return;
+	*bar = '\0';
+	if (bar[1] != '\0')
+		*oldest = bar + 1;
 }
 
 /*
@@ -638,6 +719,8 @@ const SourceDriver pg_driver = {
 	.stream_start = pg_stream_start,
 	.stream_next = pg_stream_next,
 	.read_clock = pg_read_clock,
+	.idle_ok = pg_idle_ok,
+	.catalog_version = pg_catalog_version,
 	.key_text = pg_key_text,
 	.key_concat = pg_key_concat,
 	.key_digest = pg_key_digest_fast,

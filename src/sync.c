@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "apply.h"
 #include "source.h"
@@ -47,7 +48,16 @@ typedef struct SyncCtx
 	char	   *new_cursor;		/* out: cursor value to store */
 	const char *cursor_lost;	/* a cursor column gone at the source */
 	int64		rows_total;		/* out: live local rows */
+	bool		deletes_checked;	/* out: deletes were reconciled exactly */
 } SyncCtx;
+
+/*
+ * Without a delete_check_interval, a table under this many rows is checked
+ * on every run (a few milliseconds), a larger one at most every
+ * DELETE_CHECK_DEFAULT.
+ */
+#define DELETE_CHECK_SMALL_ROWS 100000
+#define DELETE_CHECK_DEFAULT "10 minutes"
 
 /* The primary key in use: the override when set, else the discovered one. */
 List *
@@ -349,7 +359,7 @@ finish_table(SyncCtx *cx, const char *drift_note)
 						 cx->new_cursor, NIL, cx->rows_total, res->mode,
 						 res->run_upserted + res->rows_upserted,
 						 res->run_deleted + res->rows_deleted, res->row_sample,
-						 res->message, cx->cursor_lost);
+						 res->message, cx->cursor_lost, cx->deletes_checked);
 	res->status = "ok";
 }
 
@@ -468,6 +478,8 @@ sync_initial(SyncCtx *cx, bool one_batch)
 		if (cfg->deletes != DELETES_IGNORE)
 			reconcile_deletes(cfg, conn, rt, cx->pk, total, res, &total);
 	}
+	/* a direct load holds exactly the rows of its snapshot */
+	cx->deletes_checked = cfg->deletes != DELETES_IGNORE;
 	cx->new_cursor = hw;
 	cx->rows_total = total;
 }
@@ -489,6 +501,7 @@ sync_multiset(SyncCtx *cx)
 			   stage, NULL, NIL);
 	apply_mirror_multiset(cx->target, stage, cx->rt->columns, cx->cfg->deletes,
 						  &res->rows_upserted, &res->rows_deleted);
+	cx->deletes_checked = cx->cfg->deletes != DELETES_IGNORE;
 	apply_drop_stage(stage);
 	cx->rows_total = local_count(cx->target, cx->soft);
 }
@@ -506,6 +519,7 @@ sync_full(SyncCtx *cx, const char *why)
 	progress_mode(cx->res->mode);
 	stage = sync_full_with_key(cx->cfg, cx->conn, cx->rt, cx->pk,
 							   cx->st->pk_override != NIL, cx->res);
+	cx->deletes_checked = cx->cfg->deletes != DELETES_IGNORE;
 	if (cx->cursor)
 		cx->new_cursor = cap_cursor(cx, NULL, max_value(stage, cx->cursor));
 	apply_drop_stage(stage);
@@ -516,8 +530,33 @@ sync_full(SyncCtx *cx, const char *why)
 }
 
 /*
+ * Is the exact delete check (deletes.c: an aggregate over every key, at
+ * the source and locally) due in this incremental run?  At most every
+ * delete_check_interval ('0': every run); without it, every run for a
+ * small table and every DELETE_CHECK_DEFAULT for a larger one.  Full
+ * reads and loads always reconcile deletes, and count as a check.
+ */
+static bool
+delete_check_due(SyncCtx *cx)
+{
+	const char *every = cx->cfg->delete_check_interval;
+
+	if (cx->cfg->deletes == DELETES_IGNORE)
+		return false;
+	if (cx->st->deletes_checked_at == 0)
+		return true;
+	if (every == NULL)
+	{
+		if (cx->rows_total < DELETE_CHECK_SMALL_ROWS)
+			return true;
+		every = DELETE_CHECK_DEFAULT;
+	}
+	return GetCurrentTimestamp() - cx->st->deletes_checked_at >= interval_usecs(every);
+}
+
+/*
  * Rows whose cursor is at or after the last one minus lookback, and rows
- * whose cursor is NULL; then deletes.
+ * whose cursor is NULL; then deletes, when a check is due.
  */
 static void
 sync_incremental(SyncCtx *cx)
@@ -552,18 +591,29 @@ sync_incremental(SyncCtx *cx)
 	 */
 	if (cx->soft)
 		revived = count_revived(cx, stage);
-	/* few changed rows next to a large table: probe, don't scan it */
-	res->rows_upserted = apply_upsert(cx->target, stage, cx->rt->columns, cx->pk,
-									  cx->soft, st->pk_override != NIL,
-									  staged * 20 < st->rows_total ?
-									  COMPARE_PROBE : COMPARE_JOIN,
-									  &inserted);
+	/*
+	 * Few changed rows next to a large table: probe for them, in one pass,
+	 * don't scan the table (an override key may repeat in the stage: the
+	 * upsert dedupes).
+	 */
+	if (staged * 20 < st->rows_total && st->pk_override == NIL)
+		res->rows_upserted = apply_upsert_small(cx->target, stage, cx->rt->columns,
+												cx->pk, cx->soft, &inserted);
+	else
+		res->rows_upserted = apply_upsert(cx->target, stage, cx->rt->columns, cx->pk,
+										  cx->soft, st->pk_override != NIL,
+										  staged * 20 < st->rows_total ?
+										  COMPARE_PROBE : COMPARE_JOIN,
+										  &inserted);
 	cx->rows_total = st->rows_total + inserted + revived;
 	cx->new_cursor = cap_cursor(cx, st->cursor_value, max_value(stage, cx->cursor));
 	apply_drop_stage(stage);
-	if (cx->cfg->deletes != DELETES_IGNORE)
+	if (delete_check_due(cx))
+	{
 		reconcile_deletes(cx->cfg, cx->conn, cx->rt, cx->pk, cx->rows_total, res,
 						  &cx->rows_total);
+		cx->deletes_checked = true;
+	}
 }
 
 /*

@@ -1,0 +1,413 @@
+/*-------------------------------------------------------------------------
+ * merge.c
+ *	  The set-based statements that apply a staged batch to its target:
+ *	  upsert of what changed (rows identical to the target's are not
+ *	  written, so an unchanged re-sync is a compare), delete of what is gone,
+ *	  and the mirror of a table without a key.
+ *
+ * Runs as the server owner, with SPI connected by the caller.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/copy.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "catalog/pg_type.h"
+#include "parser/parse_coerce.h"
+#include "parser/parse_type.h"
+#include "utils/relcache.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+#include "utils/acl.h"
+#include "utils/rls.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+
+#include "apply.h"
+#include "source.h"
+
+/*
+ * How a multiset mirror compares a column: as text, which tells apart
+ * values "=" calls equal (1.10 and 1.100, '1 day' and '24:00:00', 0 and -0)
+ * and works for types without "=".
+ */
+static char *
+cmp_expr(const char *alias, RemoteColumn *col)
+{
+	return psprintf("%s.%s::pg_catalog.text", alias, quote_identifier(col->name));
+}
+
+/* ROW(alias.c1, ...)::record, compared with *= (binary image equality). */
+static void
+append_row_image(StringInfo buf, List *columns, const char *alias,
+				 const char *extra)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfoString(buf, "ROW(");
+	foreach(lc, columns)
+	{
+		appendStringInfo(buf, "%s%s.%s", first ? "" : ", ", alias,
+						 quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+		first = false;
+	}
+	if (extra)
+		appendStringInfo(buf, ", %s", extra);
+	appendStringInfoString(buf, ")::record");
+}
+
+static void
+append_key_match(StringInfo buf, List *pk, const char *a, const char *b)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, pk)
+	{
+		const char *k = quote_identifier(lfirst(lc));
+
+		appendStringInfo(buf, "%s%s.%s OPERATOR(pg_catalog.=) %s.%s", first ? "" : " AND ", a, k, b, k);
+		first = false;
+	}
+}
+
+static void
+append_cmp_list(StringInfo buf, List *columns, const char *alias)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, columns)
+	{
+		appendStringInfo(buf, "%s%s", first ? "" : ", ",
+						 cmp_expr(alias, lfirst(lc)));
+		first = false;
+	}
+}
+
+/*
+ * Upsert the staged rows into the target, keyed by pk.  Rows identical to
+ * the target's (binary image equality, so 1.10 -> 1.100 is a change) are
+ * not written.  With dedupe, the last staged row of a key
+ * wins.  Returns the number of rows inserted or updated.
+ */
+int64
+apply_upsert(const char *target, const char *stage, List *columns, List *pk,
+			 bool soft, bool dedupe, CompareMode how, int64 *inserted)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	bool		first = true;
+
+	progress_phase("applying");
+	initStringInfo(&sql);
+	if (inserted)
+		appendStringInfoString(&sql, "WITH up AS (");
+	appendStringInfo(&sql, "INSERT INTO %s AS t (", target);
+	foreach(lc, columns)
+		appendStringInfo(&sql, "%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfoString(&sql, "_dbsync_synced_at");
+	if (soft)
+		appendStringInfoString(&sql, ", _dbsync_deleted");
+	appendStringInfoString(&sql, ") SELECT ");
+	if (dedupe)
+	{
+		appendStringInfoString(&sql, "DISTINCT ON (");
+		append_name_list(&sql, pk, "s.");
+		appendStringInfoString(&sql, ") ");
+	}
+	foreach(lc, columns)
+		appendStringInfo(&sql, "s.%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfoString(&sql, "pg_catalog.now()");
+	if (soft)
+		appendStringInfoString(&sql, ", false");
+	appendStringInfo(&sql, " FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s x WHERE ",
+					 stage, target);
+	append_key_match(&sql, pk, "x", "s");
+	/*
+	 * A batch of an initial load is a contiguous key range: compare with
+	 * only that range of the target (an index range, not the whole table).
+	 */
+	if (how == COMPARE_KEY_RANGE)
+	{
+		appendStringInfoString(&sql, " AND (");
+		append_name_list(&sql, pk, "x.");
+		appendStringInfoString(&sql, ") OPERATOR(pg_catalog.>=) (SELECT ");
+		append_name_list(&sql, pk, "s1.");
+		appendStringInfo(&sql, " FROM %s s1 ORDER BY ", stage);
+		append_name_list(&sql, pk, "s1.");
+		appendStringInfoString(&sql, " LIMIT 1) AND (");
+		append_name_list(&sql, pk, "x.");
+		appendStringInfoString(&sql, ") OPERATOR(pg_catalog.<=) (SELECT ");
+		append_name_list(&sql, pk, "s2.");
+		appendStringInfo(&sql, " FROM %s s2 ORDER BY ", stage);
+		{
+			ListCell   *lc2;
+			bool		f2 = true;
+
+			foreach(lc2, pk)
+			{
+				appendStringInfo(&sql, "%ss2.%s DESC", f2 ? "" : ", ",
+								 quote_identifier(lfirst(lc2)));
+				f2 = false;
+			}
+		}
+		appendStringInfoString(&sql, " LIMIT 1)");
+	}
+	appendStringInfoString(&sql, " AND ");
+	append_row_image(&sql, columns, "x", soft ? "x._dbsync_deleted" : NULL);
+	appendStringInfoString(&sql, " OPERATOR(pg_catalog.*=) ");
+	append_row_image(&sql, columns, "s", soft ? "false" : NULL);
+	/* OFFSET 0 keeps the lookup a per-row index probe, not a join */
+	if (how == COMPARE_PROBE)
+		appendStringInfoString(&sql, " OFFSET 0");
+	appendStringInfoChar(&sql, ')');
+	if (dedupe)
+	{
+		appendStringInfoString(&sql, " ORDER BY ");
+		append_name_list(&sql, pk, "s.");
+		appendStringInfoString(&sql, ", s.ctid DESC");
+	}
+	appendStringInfoString(&sql, " ON CONFLICT (");
+	append_name_list(&sql, pk, "");
+	appendStringInfoString(&sql, ") DO UPDATE SET ");
+	foreach(lc, columns)
+	{
+		const char *c = quote_identifier(((RemoteColumn *) lfirst(lc))->name);
+
+		appendStringInfo(&sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", c, c);
+		first = false;
+	}
+	appendStringInfoString(&sql, ", _dbsync_synced_at = EXCLUDED._dbsync_synced_at");
+	if (soft)
+		appendStringInfoString(&sql, ", _dbsync_deleted = false");
+	if (inserted == NULL)
+	{
+		spi_exec(sql.data, SPI_OK_INSERT);
+		return (int64) SPI_processed;
+	}
+
+	/*
+	 * Count the inserts among the upserts: a row version written by ON
+	 * CONFLICT DO UPDATE carries the conflict lock in xmax, a new row not.
+	 */
+	appendStringInfoString(&sql, " RETURNING (t.xmax OPERATOR(pg_catalog.=) 0) AS ins) "
+						   "SELECT pg_catalog.count(*), "
+						   "pg_catalog.count(*) FILTER (WHERE ins) FROM up");
+	spi_exec(sql.data, SPI_OK_SELECT);
+	{
+		bool		isnull;
+		int64		all = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+
+		*inserted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 2, &isnull));
+		return all;
+	}
+}
+
+/*
+ * Delete (or flag, when soft) target rows whose key is not in keystage,
+ * among the target rows (alias t) that match filter, when not NULL.
+ * Returns the number of rows deleted or flagged.
+ */
+int64
+apply_delete_missing(const char *target, const char *keystage, List *pk,
+					 bool soft, const char *filter)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	if (soft)
+		appendStringInfo(&sql, "UPDATE %s t SET _dbsync_deleted = true, "
+						 "_dbsync_synced_at = pg_catalog.now() "
+						 "WHERE NOT t._dbsync_deleted AND ", target);
+	else
+		appendStringInfo(&sql, "DELETE FROM %s t WHERE ", target);
+	if (filter)
+		appendStringInfo(&sql, "%s AND ", filter);
+	appendStringInfo(&sql, "NOT EXISTS (SELECT 1 FROM %s s WHERE ", keystage);
+	append_key_match(&sql, pk, "s", "t");
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, soft ? SPI_OK_UPDATE : SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
+/* "c1, c2, ..., cn" */
+static void
+append_numbered(StringInfo buf, int n)
+{
+	int			i;
+
+	for (i = 1; i <= n; i++)
+		appendStringInfo(buf, "%sc%d", i > 1 ? ", " : "", i);
+}
+
+/*
+ * The target's surplus copies of rows, per distinct row the copies beyond
+ * the staged count (live rows only), deleted or, with soft deletes, flagged.
+ */
+static int64
+multiset_remove_surplus(const char *target, const char *stage, List *columns,
+						bool soft)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	int			i;
+	int			n = list_length(columns);
+	const char *live = soft ? " WHERE NOT t._dbsync_deleted" : "";
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "WITH surplus AS (SELECT d.*, pg_catalog.count(*) AS n FROM (SELECT ");
+	append_cmp_list(&sql, columns, "t");
+	appendStringInfo(&sql, " FROM %s t%s EXCEPT ALL SELECT ", target, live);
+	append_cmp_list(&sql, columns, "s");
+	appendStringInfo(&sql, " FROM %s s) d(", stage);
+	append_numbered(&sql, n);
+	appendStringInfoString(&sql, ") GROUP BY ");
+	append_numbered(&sql, n);
+	appendStringInfoString(&sql, "), numbered AS (SELECT t.ctid AS tid, ");
+	i = 0;
+	foreach(lc, columns)
+		appendStringInfo(&sql, "%s AS c%d, ", cmp_expr("t", lfirst(lc)), ++i);
+	appendStringInfoString(&sql, "pg_catalog.row_number() OVER (PARTITION BY ");
+	append_cmp_list(&sql, columns, "t");
+	appendStringInfo(&sql, " ORDER BY t.ctid) AS rn FROM %s t%s) ", target, live);
+	if (soft)
+		appendStringInfo(&sql, "UPDATE %s SET _dbsync_deleted = true, "
+						 "_dbsync_synced_at = pg_catalog.now()", target);
+	else
+		appendStringInfo(&sql, "DELETE FROM %s", target);
+	appendStringInfoString(&sql, " WHERE ctid IN (SELECT nb.tid FROM numbered nb JOIN surplus su ON ");
+	for (i = 1; i <= n; i++)
+		appendStringInfo(&sql, "%snb.c%d IS NOT DISTINCT FROM su.c%d",
+						 i > 1 ? " AND " : "", i, i);
+	appendStringInfoString(&sql, " WHERE nb.rn OPERATOR(pg_catalog.<=) su.n)");
+	spi_exec(sql.data, soft ? SPI_OK_UPDATE : SPI_OK_DELETE);
+	CommandCounterIncrement();
+	return (int64) SPI_processed;
+}
+
+/*
+ * Make a table without primary key hold the staged multiset of rows
+ * (duplicates kept): insert the missing copies and, per deletes, delete or
+ * flag the surplus ones (with 'ignore' they stay).  Nothing is written
+ * when both already agree.
+ */
+void
+apply_mirror_multiset(const char *target, const char *stage, List *columns,
+					  DeletesMode deletes, int64 *inserted, int64 *deleted)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	int			i = 0;
+
+	bool		soft = deletes == DELETES_SOFT;
+
+	progress_phase("applying");
+	*deleted = 0;
+	if (deletes != DELETES_IGNORE)
+		*deleted = multiset_remove_surplus(target, stage, columns, soft);
+
+	/* insert what the target's live rows lack */
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s (", target);
+	foreach(lc, columns)
+		appendStringInfo(&sql, "%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfoString(&sql, "_dbsync_synced_at) SELECT ");
+	foreach(lc, columns)
+		appendStringInfo(&sql, "m.c%d::%s, ", ++i, ((RemoteColumn *) lfirst(lc))->local_type);
+	appendStringInfoString(&sql, "pg_catalog.now() FROM (SELECT ");
+	append_cmp_list(&sql, columns, "s");
+	appendStringInfo(&sql, " FROM %s s EXCEPT ALL SELECT ", stage);
+	append_cmp_list(&sql, columns, "t");
+	appendStringInfo(&sql, " FROM %s t%s) m(", target,
+					 soft ? " WHERE NOT t._dbsync_deleted" : "");
+	append_numbered(&sql, list_length(columns));
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, SPI_OK_INSERT);
+	*inserted = (int64) SPI_processed;
+}
+
+/* "c1 = s.c1, ..." for every column, and the bookkeeping columns. */
+static void
+append_set_list(StringInfo buf, List *columns, const char *from, bool soft)
+{
+	ListCell   *lc;
+
+	foreach(lc, columns)
+	{
+		const char *c = quote_identifier(((RemoteColumn *) lfirst(lc))->name);
+
+		appendStringInfo(buf, "%s = %s.%s, ", c, from, c);
+	}
+	appendStringInfoString(buf, "_dbsync_synced_at = pg_catalog.now()");
+	if (soft)
+		appendStringInfoString(buf, ", _dbsync_deleted = false");
+}
+
+/*
+ * Apply a few staged rows (an incremental run's change set) to a large
+ * target in one pass over the rows it touches: an UPDATE of the target rows
+ * whose image differs from the staged one (one index probe and heap fetch
+ * per staged row; identical rows are neither written nor locked), then an
+ * INSERT of the staged rows whose key is not there (an index probe each,
+ * on pages the UPDATE just read).  The staged keys must be unique (the
+ * source's primary key).  Returns the rows written; *inserted the new ones.
+ */
+int64
+apply_upsert_small(const char *target, const char *stage, List *columns,
+				   List *pk, bool soft, int64 *inserted)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	int64		updated;
+	int			nest;
+
+	progress_phase("applying");
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE %s AS t SET ", target);
+	append_set_list(&sql, columns, "s", soft);
+	appendStringInfo(&sql, " FROM %s s WHERE ", stage);
+	append_key_match(&sql, pk, "t", "s");
+	appendStringInfoString(&sql, " AND NOT ");
+	append_row_image(&sql, columns, "t", soft ? "t._dbsync_deleted" : NULL);
+	appendStringInfoString(&sql, " OPERATOR(pg_catalog.*=) ");
+	append_row_image(&sql, columns, "s", soft ? "false" : NULL);
+
+	nest = guard_plan_probes();
+	spi_exec(sql.data, SPI_OK_UPDATE);
+	updated = (int64) SPI_processed;
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s (", target);
+	foreach(lc, columns)
+		appendStringInfo(&sql, "%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfo(&sql, "_dbsync_synced_at%s) SELECT ", soft ? ", _dbsync_deleted" : "");
+	foreach(lc, columns)
+		appendStringInfo(&sql, "s.%s, ", quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	appendStringInfo(&sql, "pg_catalog.now()%s FROM %s s WHERE NOT EXISTS "
+					 "(SELECT FROM %s x WHERE ", soft ? ", false" : "", stage, target);
+	append_key_match(&sql, pk, "x", "s");
+	appendStringInfoChar(&sql, ')');
+	spi_exec(sql.data, SPI_OK_INSERT);
+	*inserted = (int64) SPI_processed;
+	guard_end(nest);
+	return updated + *inserted;
+}
