@@ -56,6 +56,7 @@ CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb',
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', port '5433x');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', lookback 'a while');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', lookback '');
+CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', delete_check_interval 'sometimes');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', sync_interval '5 parsecs');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', sync_interval 'yesterday');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', hots 'h');

@@ -319,6 +319,8 @@ extern void health_park(const char *server, List *tables, bool excluded);
 
 /* in progress.c */
 extern void progress_init(void);
+extern void progress_want_worker_slot(void);
+extern TimestampTz progress_worker_slot_wanted(void);
 extern bool progress_claim_prune(int every_secs);
 extern void progress_begin(Oid serverid, const char *server, const char *table,
 						   const char *trigger, bool with_notices);

@@ -64,6 +64,8 @@ typedef struct ProgressSlot
 
 static ProgressSlot *slots = NULL;
 static pg_atomic_uint64 *last_prune = NULL;	/* when history was last pruned */
+static pg_atomic_uint64 *slot_wanted = NULL;	/* when the launcher last
+												 * lacked a worker slot */
 static int	nslots = 0;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -80,7 +82,7 @@ static Size
 progress_shmem_size(void)
 {
 	return add_size(mul_size(MaxBackends, sizeof(ProgressSlot)),
-					sizeof(pg_atomic_uint64));
+					2 * sizeof(pg_atomic_uint64));
 }
 
 static void
@@ -101,12 +103,14 @@ progress_shmem_startup(void)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	last_prune = ShmemInitStruct("dbsync progress", progress_shmem_size(), &found);
-	slots = (ProgressSlot *) (last_prune + 1);
+	slot_wanted = last_prune + 1;
+	slots = (ProgressSlot *) (last_prune + 2);
 	nslots = MaxBackends;
 	if (!found)
 	{
 		memset(slots, 0, mul_size(nslots, sizeof(ProgressSlot)));
 		pg_atomic_init_u64(last_prune, 0);
+		pg_atomic_init_u64(slot_wanted, 0);
 		for (i = 0; i < nslots; i++)
 			SpinLockInit(&slots[i].mutex);
 	}
@@ -121,6 +125,24 @@ progress_init(void)
 	shmem_request_hook = progress_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = progress_shmem_startup;
+}
+
+/*
+ * The launcher could not start a worker for a server with due tables:
+ * every worker slot is taken.  Workers that wait idle for their server's
+ * next round give theirs up when they see it.
+ */
+void
+progress_want_worker_slot(void)
+{
+	if (slot_wanted)
+		pg_atomic_write_u64(slot_wanted, (uint64) GetCurrentTimestamp());
+}
+
+TimestampTz
+progress_worker_slot_wanted(void)
+{
+	return slot_wanted ? (TimestampTz) pg_atomic_read_u64(slot_wanted) : 0;
 }
 
 /*

@@ -57,6 +57,9 @@ typedef struct Scheduled
 	List	   *workers;		/* BackgroundWorkerHandle *, running */
 	bool		seen;			/* still has a sync_interval */
 	int			want;			/* this tick: tables due that nobody syncs */
+	int64		round_wait;		/* wait after this tick's discovery round
+								 * (0: not one), applied when it starts */
+	int64		every;			/* its sync_interval */
 } Scheduled;
 
 static List *scheduled = NIL;	/* Scheduled *, in TopMemoryContext */
@@ -234,6 +237,8 @@ read_servers(TimestampTz now)
 			MemoryContextSwitchTo(old);
 		}
 		s->seen = true;
+		s->every = every;
+		s->round_wait = 0;
 		running = reap_workers(s);
 		progress_busy(serverid, &busy, &busy_workers);
 		if (all > 0 && stopped == all)
@@ -247,15 +252,13 @@ read_servers(TimestampTz now)
 			 */
 			s->want = now >= s->next_run && running == 0 ? 1 : 0;
 			if (s->want)
-				s->next_run = now + server_backoff(every, all == 0 ? failures : 0);
+				s->round_wait = server_backoff(every, all == 0 ? failures : 0);
 		}
 		else if (running > busy_workers || now < s->next_start)
 			s->want = 0;		/* a worker is still connecting or choosing */
 		else
 			/* one more worker when tables are due that nobody syncs */
 			s->want = due > busy ? 1 : 0;
-		if (s->want)
-			s->next_start = now + Min(every, 5 * USECS_PER_SEC);
 	}
 }
 
@@ -275,6 +278,7 @@ static void
 start_due_workers(void)
 {
 	int			total = 0;
+	TimestampTz now;
 	ListCell   *lc;
 
 	foreach(lc, scheduled)
@@ -299,8 +303,21 @@ start_due_workers(void)
 		}
 		if (best == NULL || !start_worker(best))
 			break;
+		/* the waits start with a worker, not with a wish for one */
+		now = GetCurrentTimestamp();
+		if (best->round_wait > 0)
+			best->next_run = now + best->round_wait;
+		best->next_start = now + Min(best->every, 5 * USECS_PER_SEC);
 		best->want--;
 		total++;
+	}
+	/* tables wait for a slot: idle workers give theirs up */
+	foreach(lc, scheduled)
+	{
+		Scheduled  *s = lfirst(lc);
+
+		if (s->seen && s->want > 0 && total >= dbsync_max_workers)
+			progress_want_worker_slot();
 	}
 }
 
@@ -382,22 +399,103 @@ dbsync_launcher_main(Datum main_arg)
 	}
 }
 
+/*
+ * Between rounds a worker waits for its server's next due table, keeping
+ * its source connection and discovery (conncache.c), as long as nobody
+ * else needs its slot and not longer than WORKER_LINGER_MAX.  Returns
+ * true when a round is due, false when the worker should exit.
+ */
+#define WORKER_LINGER_MAX (10 * 60 * USECS_PER_SEC)
+
+static bool
+worker_next_round(Oid serverid, TimestampTz last_round)
+{
+	TimestampTz idle_since = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		TimestampTz now;
+		int64		every = 0;
+		int64		known = 0;
+		int64		due = 0;
+		int			busy;
+		int			busy_workers;
+		int			nest;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		now = GetCurrentTimestamp();
+		if (progress_worker_slot_wanted() > idle_since ||
+			now - idle_since > WORKER_LINGER_MAX)
+			return false;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		if (!OidIsValid(get_extension_oid("dbsync", true)))
+		{
+			CommitTransactionCommand();
+			return false;
+		}
+		nest = guard_begin();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute(psprintf("SELECT * FROM (" SERVERS_SQL ") x WHERE x.oid OPERATOR(pg_catalog.=) %u",
+								 serverid), true, 0) == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+
+			every = Max(interval_usecs(SPI_getvalue(tup, desc, 2)), USECS_PER_SEC);
+			known = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+			due = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		}
+		PopActiveSnapshot();
+		SPI_finish();
+		guard_end(nest);
+		CommitTransactionCommand();
+
+		/* gone, no sync_interval, or only the launcher's discovery rounds */
+		if (every == 0 || known == 0)
+			return false;
+		if (now - idle_since > every + 10 * USECS_PER_SEC)
+			return false;		/* nothing came due for a whole interval */
+		progress_busy(serverid, &busy, &busy_workers);
+		/* due tables nobody syncs; held ones are not retried every second */
+		if (due > busy && now - last_round >= Min(every, 5 * USECS_PER_SEC))
+			return true;
+	}
+}
+
 void
 dbsync_worker_main(Datum main_arg)
 {
 	Oid			serverid = DatumGetObjectId(main_arg);
 	char		database[BGW_EXTRALEN];
+	TimestampTz round_start;
 
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	strlcpy(database, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "dbsync worker: syncing");
-	dbsync_sync_server_batched(serverid);
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	do
+	{
+		round_start = GetCurrentTimestamp();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		pgstat_report_activity(STATE_RUNNING, "dbsync worker: syncing");
+		dbsync_sync_server_batched(serverid);
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+	} while (worker_next_round(serverid, round_start));
 	proc_exit(0);
 }

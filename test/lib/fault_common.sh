@@ -278,7 +278,7 @@ src_reads_settle() { :; }
 # OPTIONS (e.g. "tables 'late', lookback '0 seconds'") and its user mapping.
 src_server() {
     wh_psql -q <<SQL >/dev/null
-CREATE SERVER $1 FOREIGN DATA WRAPPER dbsync OPTIONS ($SRC_SERVER_OPTIONS, $2);
+CREATE SERVER $1 FOREIGN DATA WRAPPER dbsync OPTIONS ($SRC_SERVER_OPTIONS, delete_check_interval '0', $2);
 CREATE USER MAPPING FOR postgres SERVER $1 OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
 SQL
 }
