@@ -152,6 +152,13 @@ LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION public.dbsync_discover(name) IS
     'preview what a run of this server would sync; changes nothing';
 
+-- (internal, for tests: the text of a statement for a source flavor; sends nothing)
+CREATE FUNCTION dbsync.generated_sql(what text, flavor text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dbsync_generated_sql'
+LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION dbsync.generated_sql(text, text) FROM PUBLIC;
+
 CREATE FUNCTION public.dbsync_set_table(server name, table_name text,
     primary_key text[] DEFAULT NULL, cursor_column text DEFAULT NULL,
     enabled boolean DEFAULT NULL)

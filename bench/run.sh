@@ -18,6 +18,8 @@
 #   SKIP_INSTALL=1    do not apt-get install pgloader / postgresql-15-mysql-fdw when missing
 #   KEEP=1            leave the servers running at the end (stop: DBSYNC_TESTDIR=... scripts/testenv.sh stop)
 #   FDW_FETCH_SIZE=N  postgres_fdw fetch_size (default: the FDW's own default, 100)
+#   BIG_ROWS=N        also load a table of N rows (e.g. 10000000) with dbsync, for memory at scale
+#   TABLES_N=N        tables of the many-tables nothing-new run (default 200)
 #   DBSYNC_TESTDIR, WH_PORT, SRC_PG_PORT, SRC_MY_PORT, WH_DB: where the servers live
 set -euo pipefail
 
@@ -27,6 +29,8 @@ ROOT=$(dirname "$HERE")
 ROWS=${ROWS:-1000000}
 SMALL_ROWS=${SMALL_ROWS:-$((ROWS / 5))}
 RUNS=${RUNS:-2}
+BIG_ROWS=${BIG_ROWS:-0}
+TABLES_N=${TABLES_N:-200}
 export DBSYNC_TESTDIR=${DBSYNC_TESTDIR:-/tmp/dbsync-bench}
 export WH_DB=${WH_DB:-dbsync_bench}
 WANT_WH_PORT=${WH_PORT:-59432}
@@ -37,6 +41,8 @@ unset WH_PORT SRC_PG_PORT SRC_MY_PORT
 [[ $ROWS =~ ^[0-9]+$ && $ROWS -ge 1000 ]] || { echo "ROWS must be a number >= 1000" >&2; exit 1; }
 [[ $SMALL_ROWS =~ ^[0-9]+$ && $SMALL_ROWS -ge 100 ]] || { echo "SMALL_ROWS must be >= 100" >&2; exit 1; }
 [[ $RUNS =~ ^[1-9]$ ]] || { echo "RUNS must be 1..9" >&2; exit 1; }
+[[ $BIG_ROWS =~ ^[0-9]+$ ]] || { echo "BIG_ROWS must be a number" >&2; exit 1; }
+[[ $TABLES_N =~ ^[0-9]+$ && $TABLES_N -ge 1 ]] || { echo "TABLES_N must be >= 1" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "run bench/run.sh as root (it starts servers as postgres and mysql)" >&2; exit 1; }
 
 # Stop what an earlier (aborted or KEEP=1) benchmark left under our base dir,
@@ -48,7 +54,7 @@ export DBSYNC_NO_ENV_FILE=1
 # shellcheck source=../scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-BENCH_DIR=$DBSYNC_TESTDIR/bench      # logs, generated SQL, results (never in the repo)
+BENCH_DIR=$DBSYNC_TESTDIR/bench      # logs, generated SQL, results (the table and its chart are also kept in bench/results/)
 LOGDIR=$BENCH_DIR/logs
 RESULTS=$BENCH_DIR/results.txt
 BENCH_T0=$SECONDS
@@ -113,6 +119,8 @@ if ! ensure_pkg postgresql-15-mysql-fdw; then
     HAVE_MYSQL_FDW=0
     MYSQL_FDW_WHY="not run: Debian has no installable postgresql-15-mysql-fdw ($(apt-cache policy postgresql-15-mysql-fdw 2>/dev/null | awk '/Candidate:/ {print "candidate " $2}'))"
 fi
+HAVE_GNUPLOT=1
+ensure_pkg gnuplot-nox || HAVE_GNUPLOT=0
 [[ -f $("$PG_CONFIG" --sharedir)/extension/postgres_fdw.control ]] ||
     ensure_pkg postgresql-contrib || die "postgres_fdw is missing (postgresql-contrib)"
 
@@ -300,7 +308,27 @@ CREATE TABLE bench.t_small (LIKE bench.t INCLUDING ALL);
 INSERT INTO bench.t_small SELECT * FROM bench.t WHERE id <= $SMALL_ROWS;
 VACUUM ANALYZE bench.t;
 VACUUM ANALYZE bench.t_small;
+-- many small tables: the nothing-new run of a schedule over many tables
+DROP SCHEMA IF EXISTS many CASCADE;
+CREATE SCHEMA many;
+DO \$\$ BEGIN FOR i IN 1..$TABLES_N LOOP
+  EXECUTE format('CREATE TABLE many.t%s (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL)', i);
+  EXECUTE format('INSERT INTO many.t%s SELECT g, md5(g::text), timestamptz ''2024-01-01'' + g * interval ''1 minute'' FROM generate_series(1, 100) g', i);
+END LOOP; END \$\$;
 EOF
+if ((BIG_ROWS > 0)); then
+    note "generating $BIG_ROWS rows at the PostgreSQL source (BIG_ROWS)"
+    "${PSQL_SRC[@]}" >>"$LOGDIR/src_pg_setup.log" 2>&1 <<EOF
+CREATE TABLE bench.t_big (LIKE bench.t INCLUDING ALL);
+INSERT INTO bench.t_big
+SELECT g, g % 1000, (g * 7) % 100000, g % 17, g / 3.0, (g % 1000) * 0.25,
+       'label-' || (g % 100), repeat(md5(g::text), 5),
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+FROM generate_series(1, $BIG_ROWS) g;
+VACUUM ANALYZE bench.t_big;
+EOF
+fi
 SRC_SIZE=$("${PSQL_SRC[@]}" -Atc "SELECT pg_size_pretty(pg_relation_size('bench.t')) || ' heap, ' || pg_size_pretty(pg_total_relation_size('bench.t')) || ' with indexes'")
 
 note "generating $ROWS rows at the MariaDB source"
@@ -333,6 +361,12 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (user '$SRC_USER', passwor
 CREATE SERVER s_small FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
     port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'bench', tables 't_small');
 CREATE USER MAPPING FOR CURRENT_USER SERVER s_small OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
+CREATE SERVER s_many FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
+    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'many');
+CREATE USER MAPPING FOR CURRENT_USER SERVER s_many OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
+CREATE SERVER s_big FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
+    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'bench', tables 't_big');
+CREATE USER MAPPING FOR CURRENT_USER SERVER s_big OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
 CREATE SERVER m FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'mysql', host '127.0.0.1',
     port '$SRC_MY_PORT', dbname '$SRC_DB', tables 't');
 CREATE USER MAPPING FOR CURRENT_USER SERVER m OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
@@ -376,20 +410,24 @@ define fdw_up_all     pg_same  "$ROWS" dbs_pg_same  9.6  'postgres_fdw INSERT ..
 define fdw_up_skip    pg_same  "$ROWS" dbs_pg_same  6.1  'postgres_fdw .. DO UPDATE WHERE IS DISTINCT FROM'
 define dbs_pg_same    pg_same  "$ROWS" ''           ''   "dbsync_resync + dbsync_run (compare)"
 define fdw_incr       pg_incr  "$ONE_PCT" dbs_pg_incr 0.26 'postgres_fdw upsert WHERE updated_at >= X'
-define dbs_pg_incr    pg_incr  "$ONE_PCT" ''        ''   "dbsync_run('s') incremental, deletes 'hard'"
+define dbs_pg_incr    pg_incr  "$ONE_PCT" ''        ''   "dbsync_run('s') incremental, defaults"
 define dbs_pg_incr_ign pg_incr "$ONE_PCT" ''        ''   "dbsync_run('s') incremental, deletes 'ignore'"
+define dbs_pg_incr_chk pg_incr "$ONE_PCT" ''        ''   "  ... delete check forced (interval '0')"
 define fdw_nothing    pg_none  0       dbs_pg_none_hard ''  'postgres_fdw upsert WHERE updated_at >= X'
-define dbs_pg_none_hard pg_none 0      ''           ''   "dbsync_run, deletes 'hard' (default)"
+define dbs_pg_none_hard pg_none 0      ''           ''   "dbsync_run, defaults"
+define dbs_pg_none_warm pg_none 0      ''           ''   "dbsync_run, defaults, 2nd call in session"
 define dbs_pg_none_ign  pg_none 0      ''           ''   "dbsync_run, deletes 'ignore'"
-define dbs_pg_none_warm pg_none 0      ''           ''   "dbsync_run, deletes 'ignore', 2nd call in session"
+define dbs_pg_none_chk  pg_none 0      ''           ''   "dbsync_run, delete check forced (interval '0')"
+define dbs_pg_none_many pg_none 0      ''           ''   "dbsync_run over $TABLES_N tables, time per table"
 define dbs_pg_small   pg_mem   "$SMALL_ROWS" ''     ''   "dbsync_run initial load, $SMALL_ROWS rows"
+define dbs_pg_big     pg_mem   "$BIG_ROWS" ''       ''   "dbsync_run initial load, $BIG_ROWS rows (BIG_ROWS)"
 define my_pipe        my_load  "$ROWS" dbs_my_init  3.8  'mariadb --batch --quick | psql COPY FROM STDIN'
 define pgloader       my_load  "$ROWS" dbs_my_init  8.9  'pgloader (defaults: create table, index after)'
 define mysql_fdw      my_load  "$ROWS" dbs_my_init  6.6-7.9 'mysql_fdw INSERT .. SELECT'
 define dbs_my_init    my_load  "$ROWS" ''           ''   "dbsync_run('m'), empty target"
-define dbs_my_none_hard my_none 0      ''           ''   "dbsync_run('m'), deletes 'hard' (default)"
+define dbs_my_none_hard my_none 0      ''           ''   "dbsync_run('m'), defaults"
+define dbs_my_none_warm my_none 0      ''           ''   "dbsync_run('m'), defaults, 2nd call in session"
 define dbs_my_none_ign  my_none 0      ''           ''   "dbsync_run('m'), deletes 'ignore'"
-define dbs_my_none_warm my_none 0      ''           ''   "dbsync_run('m'), deletes 'ignore', 2nd call in session"
 
 # ---- 1. psql pipe
 pg_pipe_once() {
@@ -498,6 +536,15 @@ for ((r = 1; r <= RUNS; r++)); do
     dbsync_measure dbs_pg_incr_ign s "CHECKPOINT;" incremental; acc dbs_pg_incr_ign
 done
 wh_scalar "ALTER SERVER s OPTIONS (DROP deletes)" >/dev/null
+# defaults, but the exact delete check on every run (what the default does
+# every 10 minutes for a table of 100,000 rows or more)
+wh_scalar "ALTER SERVER s OPTIONS (ADD delete_check_interval '0')" >/dev/null
+for ((r = 1; r <= RUNS; r++)); do
+    src_update_round $((2 * RUNS + r))
+    fdw_incr_once fdw_incr_catchup
+    dbsync_measure dbs_pg_incr_chk s "CHECKPOINT;" incremental; acc dbs_pg_incr_chk
+done
+wh_scalar "ALTER SERVER s OPTIONS (DROP delete_check_interval)" >/dev/null
 
 # ---- 5e. nothing new
 note "5e. nothing-new runs"
@@ -507,16 +554,35 @@ done
 for ((r = 1; r <= RUNS; r++)); do
     dbsync_measure dbs_pg_none_hard s "" incremental 0; acc dbs_pg_none_hard
 done
+# the same in a session that has already run dbsync once (what is left without
+# the first-call costs of a new session: caches, plans, the source connection)
+for ((r = 1; r <= RUNS; r++)); do
+    dbsync_measure dbs_pg_none_warm s "SELECT count(*) FROM dbsync_run('s');" incremental 0; acc dbs_pg_none_warm
+done
 wh_scalar "ALTER SERVER s OPTIONS (ADD deletes 'ignore')" >/dev/null
 for ((r = 1; r <= RUNS; r++)); do
     dbsync_measure dbs_pg_none_ign s "" incremental 0; acc dbs_pg_none_ign
 done
-# the same in a session that has already run dbsync once (what is left without
-# the first-call costs of a new session: caches, plans)
-for ((r = 1; r <= RUNS; r++)); do
-    dbsync_measure dbs_pg_none_warm s "SELECT count(*) FROM dbsync_run('s');" incremental 0; acc dbs_pg_none_warm
-done
 wh_scalar "ALTER SERVER s OPTIONS (DROP deletes)" >/dev/null
+wh_scalar "ALTER SERVER s OPTIONS (ADD delete_check_interval '0')" >/dev/null
+for ((r = 1; r <= RUNS; r++)); do
+    dbsync_measure dbs_pg_none_chk s "" incremental 0; acc dbs_pg_none_chk
+done
+wh_scalar "ALTER SERVER s OPTIONS (DROP delete_check_interval)" >/dev/null
+# a schedule over many tables: one fresh session, one run, time per table
+wh_scalar "SELECT count(*) FROM dbsync_run('s_many')" >/dev/null
+dbs_many_once() {
+    wh_measure dbs_pg_none_many "" \
+        "SELECT count(*) FILTER (WHERE status = 'ok' AND mode = 'incremental' AND rows_upserted = 0) AS r_ok, round(avg(extract(epoch FROM duration))::numeric, 4) AS r_dur FROM dbsync_run('s_many') \\gset" \
+        "\\echo RUN ok=:r_ok duration=:r_dur"
+    [[ $M_RUN == "ok=$TABLES_N "* ]] || die "dbsync_run('s_many'): $M_RUN"
+    M_SECS=$(awk -v s="$M_SECS" -v n="$TABLES_N" 'BEGIN { printf "%.4f", s / n }')
+    M_OWN=$(sed -E 's/.*duration=([0-9.]+).*/\1/' <<<"$M_RUN")
+    M_NOTE="$TABLES_N tables of 100 rows, nothing new; time and own s per table"
+}
+for ((r = 1; r <= RUNS; r++)); do
+    dbs_many_once; acc dbs_pg_none_many
+done
 LOOKBACK_ROWS=$("${PSQL_SRC[@]}" -Atc "SELECT count(*) FROM bench.t WHERE updated_at >= (SELECT max(updated_at) - interval '1 minute' FROM bench.t)")
 
 # ---- 6. memory with a smaller table
@@ -525,6 +591,15 @@ note "6. dbsync initial load of $SMALL_ROWS rows (memory)"
 for ((r = 1; r <= RUNS; r++)); do
     dbsync_measure dbs_pg_small s_small "$RESET_SMALL" initial "$SMALL_ROWS"; acc dbs_pg_small
 done
+if ((BIG_ROWS > 0)); then
+    # once: at 10M rows a load takes minutes, and memory is what is asked
+    note "6b. dbsync initial load of $BIG_ROWS rows (memory at scale)"
+    dbsync_measure dbs_pg_big s_big "CHECKPOINT;" initial "$BIG_ROWS"; acc dbs_pg_big
+    expect_count s_big.t_big "$BIG_ROWS"
+    wh_scalar "DROP TABLE s_big.t_big" >/dev/null
+else
+    skip dbs_pg_big "not run: set BIG_ROWS=10000000 for memory at 10M rows"
+fi
 
 # ---- 7. mariadb pipe
 my_pipe_once() {
@@ -566,12 +641,12 @@ settle m.t
 for ((r = 1; r <= RUNS; r++)); do
     dbsync_measure dbs_my_none_hard m "" incremental 0; acc dbs_my_none_hard
 done
+for ((r = 1; r <= RUNS; r++)); do
+    dbsync_measure dbs_my_none_warm m "SELECT count(*) FROM dbsync_run('m');" incremental 0; acc dbs_my_none_warm
+done
 wh_scalar "ALTER SERVER m OPTIONS (ADD deletes 'ignore')" >/dev/null
 for ((r = 1; r <= RUNS; r++)); do
     dbsync_measure dbs_my_none_ign m "" incremental 0; acc dbs_my_none_ign
-done
-for ((r = 1; r <= RUNS; r++)); do
-    dbsync_measure dbs_my_none_warm m "SELECT count(*) FROM dbsync_run('m');" incremental 0; acc dbs_my_none_warm
 done
 wh_scalar "ALTER SERVER m OPTIONS (DROP deletes)" >/dev/null
 
@@ -702,17 +777,29 @@ report() {
     verdict "unchanged re-sync is a compare, not a write (WAL < 1% of fdw's)" \
         "$(lt "${B_WAL[dbs_pg_same]}" "$(awk -v w="${B_WAL[fdw_up_skip]}" 'BEGIN { print w / 100 }')")" \
         "dbsync $(mb "${B_WAL[dbs_pg_same]}" 1024) kB vs fdw skip-unchanged $(mb "${B_WAL[fdw_up_skip]}" 1024) kB"
-    for k in dbs_pg_none_hard dbs_pg_none_ign dbs_pg_none_warm dbs_my_none_hard dbs_my_none_ign dbs_my_none_warm; do
-        verdict "nothing new under 50 ms: ${B_LABEL[$k]}" "$(lt "${B_SECS[$k]}" 0.05)" \
-            "statement $(f3 "${B_SECS[$k]}") s"
-        verdict "  ... dbsync's own per-table duration" "$(lt "${B_OWN[$k]}" 0.05)" \
-            "$(f3 "${B_OWN[$k]}") s (without connecting to the source and discovery)"
+    local r6
+    for k in dbs_pg_incr dbs_pg_incr_ign dbs_pg_incr_chk; do
+        r6=$(awk -v a="${B_SECS[$k]}" -v b="${B_SECS[fdw_incr]}" 'BEGIN { printf "%.2f", a / b }')
+        verdict "1% incremental at most 0.6x postgres_fdw: ${B_LABEL[$k]# }" "$(lt "$r6" 0.6)" \
+            "dbsync $(f3 "${B_SECS[$k]}") s vs fdw $(f3 "${B_SECS[fdw_incr]}") s = ${r6}x"
+    done
+    for k in dbs_pg_none_hard dbs_pg_none_warm dbs_pg_none_many dbs_my_none_hard dbs_my_none_warm dbs_pg_none_ign dbs_pg_none_chk dbs_my_none_ign; do
+        verdict "nothing new at most 30 ms per table: ${B_LABEL[$k]}" "$(lt "${B_SECS[$k]}" 0.03)" \
+            "statement $(f3 "${B_SECS[$k]}") s (own per-table duration $(f3 "${B_OWN[$k]}") s)"
     done
     local grow
     grow=$(awk -v a="${B_ANON[dbs_pg_init]}" -v b="${B_ANON[dbs_pg_small]}" 'BEGIN { printf "%.0f", (a - b) / 1024 }')
     verdict "flat memory ($ROWS vs $SMALL_ROWS rows: private memory within 16 MB)" \
         "$( ((grow <= 16)) && echo 1 || echo 0)" \
         "wh anon $(mb "${B_ANON[dbs_pg_init]}" 1024) MB vs $(mb "${B_ANON[dbs_pg_small]}" 1024) MB; VmHWM $(mb "${B_HWM[dbs_pg_init]}" 1024) vs $(mb "${B_HWM[dbs_pg_small]}" 1024) MB"
+    if [[ -n ${B_ANON[dbs_pg_big]:-} ]]; then
+        grow=$(awk -v a="${B_ANON[dbs_pg_big]}" -v b="${B_ANON[dbs_pg_init]}" 'BEGIN { printf "%.0f", (a - b) / 1024 }')
+        verdict "flat memory ($BIG_ROWS vs $ROWS rows: private memory within 16 MB)" \
+            "$( ((grow <= 16)) && echo 1 || echo 0)" \
+            "wh anon $(mb "${B_ANON[dbs_pg_big]}" 1024) MB vs $(mb "${B_ANON[dbs_pg_init]}" 1024) MB; VmHWM $(mb "${B_HWM[dbs_pg_big]}" 1024) vs $(mb "${B_HWM[dbs_pg_init]}" 1024) MB"
+    else
+        echo "       (memory at 10M rows: run with BIG_ROWS=10000000)"
+    fi
     echo
     echo "Not run: a per-row upsert loop like the original connector examples (DESIGN.md: 142 s for 1M rows) - too slow for this run's budget."
     [[ -n ${B_SECS[pgloader]:-} ]] || echo "Not run: pgloader - ${B_NOTE[pgloader]}"
@@ -729,3 +816,50 @@ report() {
     echo "Logs: $LOGDIR   total benchmark time: $((SECONDS - BENCH_T0)) s"
 }
 report | tee "$RESULTS"
+
+# ---------------------------------------------------------------- chart
+# The result table, and a chart of it, kept in the repository (bench/results/):
+# one bar per method and task, log scale (the tasks span 10 ms to 10 s).
+REPO_RESULTS=$HERE/results
+mkdir -p "$REPO_RESULTS"
+cp "$RESULTS" "$REPO_RESULTS/results-$ROWS.txt"
+secs_or_dash() { if [[ -n ${B_SECS[$1]:-} ]]; then f3 "${B_SECS[$1]}"; else echo -; fi; }
+chart_row() { # LABEL DBSYNC FDW PIPE
+    printf '%s\t%s\t%s\t%s\n' "$1" "$(secs_or_dash "$2")" "$(secs_or_dash "$3")" "$(secs_or_dash "$4")"
+}
+{
+    chart_row "full load (PostgreSQL)" dbs_pg_init fdw_insert pg_pipe
+    chart_row "full load (MariaDB)" dbs_my_init mysql_fdw my_pipe
+    chart_row "unchanged re-sync" dbs_pg_same fdw_up_all ''
+    chart_row "1% incremental" dbs_pg_incr fdw_incr ''
+    chart_row "nothing new" dbs_pg_none_hard fdw_nothing ''
+    chart_row "nothing new, 2nd call" dbs_pg_none_warm '' ''
+    chart_row "nothing new, per table of $TABLES_N" dbs_pg_none_many '' ''
+} >"$BENCH_DIR/chart.tsv"
+cp "$BENCH_DIR/chart.tsv" "$REPO_RESULTS/chart-$ROWS.tsv"
+if ((HAVE_GNUPLOT)); then
+    gnuplot >"$LOGDIR/gnuplot.log" 2>&1 <<EOF || warn "gnuplot failed (see $LOGDIR/gnuplot.log)"
+set terminal pngcairo size 1100,560 font "DejaVu Sans,10"
+set output '$REPO_RESULTS/bench-$ROWS.png'
+set title "dbsync beside its peers: $ROWS rows, best of $RUNS, $(nproc) cores, fsync on (lower is better)"
+set datafile separator "\t"
+set datafile missing "-"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [0.005:*]
+set ylabel "seconds (log scale)"
+set xtics rotate by -25 nomirror
+set grid ytics
+set key top right
+plot '$BENCH_DIR/chart.tsv' using 2:xtic(1) title 'dbsync' lc rgb '#2b6cb0', \
+     '' using 3 title 'postgres_fdw / mysql_fdw' lc rgb '#dd6b20', \
+     '' using 4 title 'COPY pipe (psql / mariadb CLI)' lc rgb '#718096'
+EOF
+    note "chart: $REPO_RESULTS/bench-$ROWS.png"
+else
+    warn "gnuplot-nox is not installable: no chart drawn"
+fi
+note "results kept in $REPO_RESULTS/results-$ROWS.txt"

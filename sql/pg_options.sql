@@ -324,3 +324,16 @@ DROP SERVER pgopt_src CASCADE;
 \connect :srcconn
 SET client_min_messages = warning;
 DROP SCHEMA pgopt CASCADE;
+
+-- statements for source flavors no test can run, checked as text
+\connect :wh
+SELECT dbsync.generated_sql('catalog_version', 'yugabytedb');
+SELECT dbsync.generated_sql('catalog_version', 'tidb');
+SELECT dbsync.generated_sql('catalog_version', 'mysql') IS NULL AS mysql_keeps_no_version;
+SELECT dbsync.generated_sql('catalog_version', 'postgresql') LIKE 'SELECT pg_catalog.md5(pg_catalog.string_agg(%' AS pg_digest;
+SELECT dbsync.generated_sql('catalog_version', 'oracle');
+CREATE ROLE gen_sql_nobody;
+SET ROLE gen_sql_nobody;
+SELECT dbsync.generated_sql('catalog_version', 'tidb');
+RESET ROLE;
+DROP ROLE gen_sql_nobody;

@@ -18,10 +18,12 @@
 
 #include "apply.h"
 #include "dbsync.h"
+#include "source.h"
 
 PG_FUNCTION_INFO_V1(dbsync_set_table);
 PG_FUNCTION_INFO_V1(dbsync_resync);
 PG_FUNCTION_INFO_V1(dbsync_adopt_table);
+PG_FUNCTION_INFO_V1(dbsync_generated_sql);
 
 /*
  * The server (argument 0, owned by the caller) and table name (argument 1)
@@ -147,4 +149,40 @@ dbsync_adopt_table(PG_FUNCTION_ARGS)
 	SPI_finish();
 	guard_end(nest);
 	PG_RETURN_OID(relid);
+}
+
+/*
+ * dbsync.generated_sql(what, flavor): the text of a statement dbsync sends
+ * to a source of that flavor, for tests of flavors no test can run (TiDB,
+ * YugabyteDB).  Generates text only: nothing is sent anywhere.  Superuser.
+ */
+Datum
+dbsync_generated_sql(PG_FUNCTION_ARGS)
+{
+	const char *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *flavor = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	unsigned int field = 0;
+	char	   *sql;
+
+	if (strcmp(what, "catalog_version") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown statement \"%s\"", what),
+				 errhint("Known: catalog_version.")));
+	if (strcmp(flavor, "yugabytedb") == 0 || strcmp(flavor, "postgresql") == 0)
+		sql = pg_catalog_version_sql(strcmp(flavor, "yugabytedb") == 0, "public");
+	else if (strcmp(flavor, "tidb") == 0 || strcmp(flavor, "mysql") == 0)
+	{
+		sql = my_catalog_version_sql(strcmp(flavor, "tidb") == 0, &field);
+		if (sql)
+			sql = psprintf("%s -- field %u", sql, field);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown flavor \"%s\"", flavor),
+				 errhint("Known: yugabytedb, postgresql, tidb, mysql.")));
+	if (sql == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(sql));
 }

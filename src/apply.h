@@ -28,6 +28,11 @@ extern void apply_drop_stage(const char *stage);
 extern uint64 apply_copy(struct SourceConn *conn, const char *select_sql,
 						 List *columns, const char *relname,
 						 StringInfo last_row);
+extern void apply_copy_start(struct SourceConn *conn, const char *select_sql,
+							 List *columns, StringInfo last_row);
+extern uint64 apply_copy_next(List *columns, const char *relname,
+							  int64 limit_bytes, bool *more);
+extern void apply_copy_end(void);
 extern char *copy_row_field(const char *row, int index);
 extern uint64 apply_copy_careful(struct SourceConn *conn, const char *select_sql,
 								 List *columns, const char *stage,

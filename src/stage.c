@@ -51,6 +51,8 @@ static const char *copy_pending = NULL;
 static int	copy_pending_len = 0;
 static bool copy_eof = false;
 static StringInfo copy_last_row = NULL;	/* last row streamed, COPY text */
+static int64 copy_fed = 0;		/* bytes handed to the COPY in progress */
+static int64 copy_limit = 0;	/* stop it there (at a row end), 0: never */
 static int	stage_counter = 0;
 
 /* A temporary staging table with these columns; returns its name. */
@@ -184,6 +186,9 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 			break;
 		if (copy_pending_len == 0)
 		{
+			/* a chunk of the stream is in: this COPY ends, the stream goes on */
+			if (copy_limit > 0 && copy_fed >= copy_limit)
+				break;
 			if (copy_eof ||
 				!copy_conn->driver->stream_next(copy_conn, &copy_pending,
 												&copy_pending_len))
@@ -200,17 +205,35 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 		copy_pending += n;
 		copy_pending_len -= n;
 		got += n;
+		copy_fed += n;
 	}
 	return got;
 }
 
+/* Start streaming the rows of select_sql for apply_copy_next(). */
+void
+apply_copy_start(SourceConn *conn, const char *select_sql, List *columns,
+				 StringInfo last_row)
+{
+	conn->driver->stream_start(conn, select_sql, columns);
+	copy_conn = conn;
+	copy_pending = NULL;
+	copy_pending_len = 0;
+	copy_eof = false;
+	copy_last_row = last_row;
+	if (last_row)
+		resetStringInfo(last_row);
+}
+
 /*
- * Stream the rows of select_sql from the source straight into relation
- * "relname" (columns in the same order).  Returns the number of rows.
+ * COPY the next rows of the stream into relation "relname" (columns in
+ * the stream's order): all of them, or, with limit_bytes > 0, about that
+ * many bytes of whole rows.  Returns the number of rows; *more says whether
+ * the stream has rows left (then call again, or apply_copy_end()).
  */
 uint64
-apply_copy(SourceConn *conn, const char *select_sql, List *columns,
-		   const char *relname, StringInfo last_row)
+apply_copy_next(List *columns, const char *relname, int64 limit_bytes,
+				bool *more)
 {
 	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(relname));
 	Relation	rel;
@@ -227,31 +250,50 @@ apply_copy(SourceConn *conn, const char *select_sql, List *columns,
 									 (Node *) makeString(unconstify(char *, GetDatabaseEncodingName())), -1));
 
 	progress_phase_copy();
-	conn->driver->stream_start(conn, select_sql, columns);
-	copy_conn = conn;
-	copy_pending = NULL;
-	copy_pending_len = 0;
-	copy_eof = false;
-	copy_last_row = last_row;
-	if (last_row)
-		resetStringInfo(last_row);
-
 	rel = table_openrv(rv, RowExclusiveLock);
 	/* BeginCopyFrom checks nothing: check what COPY FROM would (DoCopy) */
 	apply_check_writable(RelationGetRelid(rel));
 	pstate = make_parsestate(NULL);
-	pstate->p_sourcetext = select_sql;
+	pstate->p_sourcetext = relname;
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL,
 										 false, false);
+	copy_fed = 0;
+	copy_limit = limit_bytes;
 	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_read_cb,
 						   attnames, options);
 	rows = CopyFrom(cstate);
 	EndCopyFrom(cstate);
+	copy_limit = 0;
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
+	CommandCounterIncrement();
+	*more = !copy_eof;
+	return rows;
+}
+
+/* The stream is over (read to its end, or given up by an error). */
+void
+apply_copy_end(void)
+{
 	copy_conn = NULL;
 	copy_last_row = NULL;
-	CommandCounterIncrement();
+	copy_limit = 0;
+}
+
+/*
+ * Stream the rows of select_sql from the source straight into relation
+ * "relname" (columns in the same order).  Returns the number of rows.
+ */
+uint64
+apply_copy(SourceConn *conn, const char *select_sql, List *columns,
+		   const char *relname, StringInfo last_row)
+{
+	uint64		rows;
+	bool		more;
+
+	apply_copy_start(conn, select_sql, columns, last_row);
+	rows = apply_copy_next(columns, relname, 0, &more);
+	apply_copy_end();
 	return rows;
 }
 

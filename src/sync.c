@@ -555,6 +555,97 @@ delete_check_due(SyncCtx *cx)
 }
 
 /*
+ * An incremental run's change set: streamed into a stage, and, while it is
+ * small next to the table, applied a chunk at a time as it arrives (the
+ * source reads the next rows while the last ones are applied).
+ */
+typedef struct ChangeSet
+{
+	char	   *stage;
+	int64		staged;			/* rows read */
+	bool		pending;		/* rows in the stage not applied yet */
+	int64		upserted;
+	int64		inserted;
+	int64		revived;		/* soft: flagged rows that came back */
+	char	   *max_cursor;		/* of the rows read */
+} ChangeSet;
+
+/* Bytes of rows per chunk applied while the stream goes on. */
+#define CHANGE_CHUNK_BYTES (256 * 1024)
+
+/* Few rows next to a large table: probe for them, don't scan it. */
+static bool
+change_set_small(SyncCtx *cx, int64 rows)
+{
+	return rows * 20 < cx->st->rows_total;
+}
+
+/*
+ * Apply the staged rows and empty the stage.  Rows inserted keep
+ * rows_total (live rows) exact without a scan; with soft deletes, so do
+ * flagged rows that come back.  An override key may repeat in the stage:
+ * the upsert dedupes.
+ */
+static void
+apply_change_set(SyncCtx *cx, ChangeSet *cs, bool small)
+{
+	int64		inserted = 0;
+	const char *args[2];
+
+	if (cx->soft)
+		cs->revived += count_revived(cx, cs->stage);
+	if (small && cx->st->pk_override == NIL)
+		cs->upserted += apply_upsert_small(cx->target, cs->stage, cx->rt->columns,
+										   cx->pk, cx->soft, &inserted);
+	else
+		cs->upserted += apply_upsert(cx->target, cs->stage, cx->rt->columns, cx->pk,
+									 cx->soft, cx->st->pk_override != NIL,
+									 small ? COMPARE_PROBE : COMPARE_JOIN, &inserted);
+	cs->inserted += inserted;
+	args[0] = cs->max_cursor;
+	cs->max_cursor = apply_query_value_args(psprintf("SELECT GREATEST(pg_catalog.max(%s), $1::%s)::pg_catalog.text FROM %s",
+													 quote_identifier(cx->cursor),
+													 cx->ccol->local_type, cs->stage),
+											1, args);
+	spi_exec(psprintf("TRUNCATE %s", cs->stage), SPI_OK_UTILITY);
+	cs->pending = false;
+}
+
+/*
+ * Read one query's rows into the change set, applying chunks as they come
+ * while the set stays small; once it is not, the rest waits in the stage
+ * for one set-based apply.  Careful mode (on_row_error 'skip') stages
+ * everything first.
+ */
+static void
+read_changes(SyncCtx *cx, ChangeSet *cs, const char *sql)
+{
+	bool		more = true;
+
+	if (cx->res->careful)
+	{
+		cs->staged += stage_rows(cx->res, cx->conn, sql, cx->rt->columns, cs->stage,
+								 NULL, cx->pk);
+		cs->pending = true;
+		return;
+	}
+	apply_copy_start(cx->conn, sql, cx->rt->columns, NULL);
+	while (more)
+	{
+		bool		chunked = !cs->pending && change_set_small(cx, cs->staged);
+		uint64		n = apply_copy_next(cx->rt->columns, cs->stage,
+										chunked ? CHANGE_CHUNK_BYTES : 0, &more);
+
+		cs->staged += (int64) n;
+		if (n > 0)
+			cs->pending = true;
+		if (chunked && n > 0 && change_set_small(cx, cs->staged))
+			apply_change_set(cx, cs, true);
+	}
+	apply_copy_end();
+}
+
+/*
  * Rows whose cursor is at or after the last one minus lookback, and rows
  * whose cursor is NULL; then deletes, when a check is due.
  */
@@ -564,50 +655,29 @@ sync_incremental(SyncCtx *cx)
 	RemoteQuery q = {0};
 	SyncResult *res = cx->res;
 	TableState *st = cx->st;
-	char	   *stage = apply_create_stage(cx->rt->columns);
+	ChangeSet	cs = {0};
 	char	   *lower = cursor_lower_bound(limit_cursor(cx, st->cursor_value, NULL),
 										   cx->cfg->lookback, cx->ccol->local_type);
-	int64		inserted;
-	int64		revived = 0;
-	int64		staged;
 
 	res->mode = "incremental";
 	progress_mode(res->mode);
+	cs.stage = apply_create_stage(cx->rt->columns);
 	q.schema = cx->cfg->schema;
 	q.table = cx->rt;
 	q.columns = cx->rt->columns;
 	q.cursor_column = cx->cursor;
 	q.cursor_lower = lower;
-	staged = stage_rows(res, cx->conn, remote_select_sql(cx->conn->driver, &q),
-						cx->rt->columns, stage, NULL, cx->pk);
+	read_changes(cx, &cs, remote_select_sql(cx->conn->driver, &q));
 	q.cursor_lower = NULL;
 	q.cursor_is_null = true;
-	staged += stage_rows(res, cx->conn, remote_select_sql(cx->conn->driver, &q),
-						 cx->rt->columns, stage, NULL, cx->pk);
+	read_changes(cx, &cs, remote_select_sql(cx->conn->driver, &q));
+	if (cs.pending)
+		apply_change_set(cx, &cs, change_set_small(cx, cs.staged));
+	apply_drop_stage(cs.stage);
 
-	/*
-	 * Rows inserted keep rows_total (live rows) exact without a scan; with
-	 * soft deletes, so do flagged rows that come back.
-	 */
-	if (cx->soft)
-		revived = count_revived(cx, stage);
-	/*
-	 * Few changed rows next to a large table: probe for them, in one pass,
-	 * don't scan the table (an override key may repeat in the stage: the
-	 * upsert dedupes).
-	 */
-	if (staged * 20 < st->rows_total && st->pk_override == NIL)
-		res->rows_upserted = apply_upsert_small(cx->target, stage, cx->rt->columns,
-												cx->pk, cx->soft, &inserted);
-	else
-		res->rows_upserted = apply_upsert(cx->target, stage, cx->rt->columns, cx->pk,
-										  cx->soft, st->pk_override != NIL,
-										  staged * 20 < st->rows_total ?
-										  COMPARE_PROBE : COMPARE_JOIN,
-										  &inserted);
-	cx->rows_total = st->rows_total + inserted + revived;
-	cx->new_cursor = cap_cursor(cx, st->cursor_value, max_value(stage, cx->cursor));
-	apply_drop_stage(stage);
+	res->rows_upserted = cs.upserted;
+	cx->rows_total = st->rows_total + cs.inserted + cs.revived;
+	cx->new_cursor = cap_cursor(cx, st->cursor_value, cs.max_cursor);
 	if (delete_check_due(cx))
 	{
 		reconcile_deletes(cx->cfg, cx->conn, cx->rt, cx->pk, cx->rows_total, res,
