@@ -823,7 +823,7 @@ report | tee "$RESULTS"
 REPO_RESULTS=$HERE/results
 mkdir -p "$REPO_RESULTS"
 cp "$RESULTS" "$REPO_RESULTS/results-$ROWS.txt"
-secs_or_dash() { if [[ -n ${B_SECS[$1]:-} ]]; then f3 "${B_SECS[$1]}"; else echo -; fi; }
+secs_or_dash() { if [[ -n $1 && -n ${B_SECS[$1]:-} ]]; then f3 "${B_SECS[$1]}"; else echo -; fi; }
 chart_row() { # LABEL DBSYNC FDW PIPE
     printf '%s\t%s\t%s\t%s\n' "$1" "$(secs_or_dash "$2")" "$(secs_or_dash "$3")" "$(secs_or_dash "$4")"
 }
