@@ -289,6 +289,17 @@ skip() { B_NOTE[$1]=$2; }
 best() { local k=$1 fn=$2 r; shift 2; for ((r = 1; r <= RUNS; r++)); do "$fn" "$@" || return 1; acc "$k"; done; }
 
 # ---------------------------------------------------------------- data
+# gen_rows_sql TABLE N: the INSERT of the benchmark's N rows into TABLE
+gen_rows_sql() {
+    cat <<EOF
+INSERT INTO $1
+SELECT g, g % 1000, (g * 7) % 100000, g % 17, g / 3.0, (g % 1000) * 0.25,
+       'label-' || (g % 100), repeat(md5(g::text), 5),
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+FROM generate_series(1, $2) g;
+EOF
+}
 note "generating $ROWS rows at the PostgreSQL source"
 "${PSQL_SRC[@]}" >"$LOGDIR/src_pg_setup.log" 2>&1 <<EOF
 SET client_min_messages = warning;
@@ -297,12 +308,7 @@ CREATE SCHEMA bench;
 CREATE TABLE bench.t (
     id bigint PRIMARY KEY, a int, b int, c int, x double precision, y double precision,
     label text, payload text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
-INSERT INTO bench.t
-SELECT g, g % 1000, (g * 7) % 100000, g % 17, g / 3.0, (g % 1000) * 0.25,
-       'label-' || (g % 100), repeat(md5(g::text), 5),
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
-FROM generate_series(1, $ROWS) g;
+$(gen_rows_sql bench.t "$ROWS")
 CREATE INDEX t_updated_at ON bench.t (updated_at);
 CREATE TABLE bench.t_small (LIKE bench.t INCLUDING ALL);
 INSERT INTO bench.t_small SELECT * FROM bench.t WHERE id <= $SMALL_ROWS;
@@ -320,12 +326,7 @@ if ((BIG_ROWS > 0)); then
     note "generating $BIG_ROWS rows at the PostgreSQL source (BIG_ROWS)"
     "${PSQL_SRC[@]}" >>"$LOGDIR/src_pg_setup.log" 2>&1 <<EOF
 CREATE TABLE bench.t_big (LIKE bench.t INCLUDING ALL);
-INSERT INTO bench.t_big
-SELECT g, g % 1000, (g * 7) % 100000, g % 17, g / 3.0, (g % 1000) * 0.25,
-       'label-' || (g % 100), repeat(md5(g::text), 5),
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
-FROM generate_series(1, $BIG_ROWS) g;
+$(gen_rows_sql bench.t_big "$BIG_ROWS")
 VACUUM ANALYZE bench.t_big;
 EOF
 fi

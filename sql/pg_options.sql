@@ -330,7 +330,7 @@ DROP SCHEMA pgopt CASCADE;
 SELECT dbsync.generated_sql('catalog_version', 'yugabytedb');
 SELECT dbsync.generated_sql('catalog_version', 'tidb');
 SELECT dbsync.generated_sql('catalog_version', 'mysql') IS NULL AS mysql_keeps_no_version;
-SELECT dbsync.generated_sql('catalog_version', 'postgresql') LIKE 'SELECT pg_catalog.md5(pg_catalog.string_agg(%' AS pg_digest;
+SELECT dbsync.generated_sql('catalog_version', 'postgresql') LIKE 'SELECT pg_catalog.count(*)%hashtextextended(pg_catalog.string_agg(%' AS pg_digest;
 SELECT dbsync.generated_sql('catalog_version', 'oracle');
 CREATE ROLE gen_sql_nobody;
 SET ROLE gen_sql_nobody;

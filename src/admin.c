@@ -162,7 +162,7 @@ dbsync_generated_sql(PG_FUNCTION_ARGS)
 	const char *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	const char *flavor = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	unsigned int field = 0;
-	char	   *sql;
+	char	   *sql = NULL;
 
 	if (strcmp(what, "catalog_version") != 0)
 		ereport(ERROR,

@@ -431,7 +431,7 @@ catalog_forget_state(const char *server, const char *table)
 		values[1] = CStringGetTextDatum(table);
 	else
 		nulls[1] = 'n';
-	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL, cursor_lost = NULL "
+	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL, cursor_lost = NULL, deletes_checked_at = NULL "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND ($2::pg_catalog.text IS NULL OR table_name OPERATOR(pg_catalog.=) $2)",
 				 2, types, values, nulls, SPI_OK_UPDATE);
 	return (int64) SPI_processed;

@@ -11,19 +11,33 @@
  * callbacks); an invalid connection is closed at the end of the
  * transaction, or when it is asked for.  A connection is handed out again
  * only when it is idle and healthy (driver idle_ok: open, nothing pending,
- * nothing arrived on its socket) and was made under the same user mapping
- * and password rule; any error while it is in use discards it (source.c).
+ * nothing arrived on its socket), was made under the same user mapping and
+ * password rule, has been idle less than CONN_MAX_IDLE (load balancers and
+ * NAT drop idle flows without a word) and open less than CONN_MAX_AGE; any
+ * error while it is in use discards it (source.c).  At most
+ * CONN_CACHE_MAX idle connections are kept (the least recently used goes),
+ * idle ones past CONN_MAX_IDLE are closed at the end of any transaction,
+ * and all are closed politely when the backend exits.  A discovery is used
+ * again for at most DISCOVERY_MAX_AGE, whatever the catalog version says
+ * (a grant can make tables visible without moving it).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <poll.h>
 
+#include "storage/ipc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "source.h"
+
+#define CONN_CACHE_MAX 16
+#define CONN_MAX_IDLE (240 * USECS_PER_SEC)
+#define CONN_MAX_AGE (3600 * USECS_PER_SEC)
+#define DISCOVERY_MAX_AGE (300 * USECS_PER_SEC)
 
 typedef struct CacheEntry
 {
@@ -32,13 +46,18 @@ typedef struct CacheEntry
 	bool		password_required;
 	bool		invalid;		/* server or user mapping changed */
 	SourceConn *conn;			/* idle connection, or NULL */
+	TimestampTz opened_at;		/* of that connection */
+	TimestampTz idle_since;
 	MemoryContext cxt;			/* the discovery below */
 	char	   *catalog_version;	/* of the source when discovered */
+	TimestampTz discovered_at;
 	List	   *tables;			/* RemoteTable *, as discover() gave them */
 } CacheEntry;
 
 static List *entries = NIL;		/* CacheEntry *, in TopMemoryContext */
 static bool callbacks_registered = false;
+
+static void conncache_exit(int code, Datum arg);
 
 /* ALTER / DROP SERVER or USER MAPPING: forget what was made with it. */
 static void
@@ -76,6 +95,7 @@ entry_for(Oid serverid, bool create)
 	{
 		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, conncache_inval, (Datum) 0);
 		CacheRegisterSyscacheCallback(USERMAPPINGOID, conncache_inval, (Datum) 0);
+		on_proc_exit(conncache_exit, (Datum) 0);
 		callbacks_registered = true;
 	}
 	e = MemoryContextAllocZero(TopMemoryContext, sizeof(CacheEntry));
@@ -88,24 +108,36 @@ entry_for(Oid serverid, bool create)
 	return e;
 }
 
-/* Forget the entry's connection (closed) and discovery; never throws. */
+/* Close the entry's idle connection, if any; never throws. */
 static void
-entry_reset(CacheEntry *e)
+entry_close(CacheEntry *e)
 {
 	if (e->conn)
 		e->conn->driver->close(e->conn, false);
 	e->conn = NULL;
+}
+
+/* Forget the entry's connection (closed) and discovery; never throws. */
+static void
+entry_reset(CacheEntry *e)
+{
+	entry_close(e);
 	MemoryContextReset(e->cxt);
 	e->catalog_version = NULL;
 	e->tables = NIL;
 	e->invalid = false;
 }
 
-/* Close what was invalidated meanwhile (end of a transaction). */
+/*
+ * End of a transaction: close what was invalidated meanwhile, and idle
+ * connections past CONN_MAX_IDLE (a pooled session that stopped calling
+ * dbsync does not keep them).
+ */
 void
 conncache_at_xact_end(void)
 {
 	ListCell   *lc;
+	TimestampTz now = 0;
 
 	foreach(lc, entries)
 	{
@@ -113,6 +145,51 @@ conncache_at_xact_end(void)
 
 		if (e->invalid)
 			entry_reset(e);
+		else if (e->conn)
+		{
+			if (now == 0)
+				now = GetCurrentTimestamp();
+			if (now - e->idle_since > CONN_MAX_IDLE)
+				entry_close(e);
+		}
+	}
+}
+
+/* Backend exit: say goodbye to the sources (no "aborted connection"). */
+static void
+conncache_exit(int code, Datum arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, entries)
+		entry_close(lfirst(lc));
+}
+
+/* At most CONN_CACHE_MAX idle connections: close the least recently used. */
+static void
+limit_idle(void)
+{
+	ListCell   *lc;
+	CacheEntry *oldest;
+	int			idle;
+
+	for (;;)
+	{
+		idle = 0;
+		oldest = NULL;
+		foreach(lc, entries)
+		{
+			CacheEntry *e = lfirst(lc);
+
+			if (e->conn == NULL)
+				continue;
+			idle++;
+			if (oldest == NULL || e->idle_since < oldest->idle_since)
+				oldest = e;
+		}
+		if (idle <= CONN_CACHE_MAX)
+			return;
+		entry_close(oldest);
 	}
 }
 
@@ -139,23 +216,28 @@ source_acquire(SourceConfig *cfg)
 {
 	CacheEntry *e = entry_for(cfg->serverid, true);
 	SourceConn *conn = e->conn;
+	TimestampTz now = GetCurrentTimestamp();
 
 	if (e->invalid || e->umid != cfg->umid ||
 		e->password_required != cfg->password_required)
 		entry_reset(e);
-	else if (conn && !conn->driver->idle_ok(conn))
-	{
-		/* the source closed it, or it is in a state we did not leave */
-		e->conn = NULL;
-		conn->driver->close(conn, false);
-	}
+	else if (conn && (now - e->idle_since > CONN_MAX_IDLE ||
+					  now - e->opened_at > CONN_MAX_AGE ||
+					  !conn->driver->idle_ok(conn)))
+		entry_close(e);			/* old, or closed by the source, or odd */
 	e->umid = cfg->umid;
 	e->password_required = cfg->password_required;
 	conn = e->conn;
 	if (conn == NULL)
-		return source_connect(cfg);
+	{
+		conn = source_connect(cfg);
+		e->opened_at = now;
+		conn->reused = false;
+		return conn;
+	}
 	e->conn = NULL;
 	conn->cfg = cfg;
+	conn->reused = true;
 	source_register(conn);
 	return conn;
 }
@@ -179,10 +261,11 @@ source_release(SourceConn *conn)
 		return;
 	}
 	source_forget(conn);
-	if (e->conn)
-		e->conn->driver->close(e->conn, false);
+	entry_close(e);
 	e->conn = conn;
+	e->idle_since = GetCurrentTimestamp();
 	conn->cfg = NULL;			/* the run's, about to go */
+	limit_idle();
 }
 
 static RemoteTable *
@@ -236,7 +319,8 @@ source_discover(SourceConn *conn)
 	MemoryContext old;
 
 	if (version && e->catalog_version && !e->invalid &&
-		strcmp(version, e->catalog_version) == 0)
+		strcmp(version, e->catalog_version) == 0 &&
+		GetCurrentTimestamp() - e->discovered_at <= DISCOVERY_MAX_AGE)
 		return copy_tables(e->tables);
 
 	tables = conn->driver->discover(conn);
@@ -248,6 +332,7 @@ source_discover(SourceConn *conn)
 		old = MemoryContextSwitchTo(e->cxt);
 		e->tables = copy_tables(tables);
 		e->catalog_version = pstrdup(version);
+		e->discovered_at = GetCurrentTimestamp();
 		MemoryContextSwitchTo(old);
 	}
 	return tables;

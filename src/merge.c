@@ -379,6 +379,16 @@ apply_upsert_small(const char *target, const char *stage, List *columns,
 	ListCell   *lc;
 	int64		updated;
 	int			nest;
+	Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(target)),
+										 NoLock, false);
+
+	/*
+	 * Under row-level security an UPDATE skips the rows a policy hides,
+	 * without a word; INSERT .. ON CONFLICT raises an error for them.
+	 */
+	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		return apply_upsert(target, stage, columns, pk, soft, false, COMPARE_PROBE,
+							inserted);
 
 	progress_phase("applying");
 	initStringInfo(&sql);

@@ -478,6 +478,27 @@ run_record_failure(RunOutput *out, SourceConfig *cfg, RunRecord *rec,
 }
 
 /*
+ * The catch side of a step that used the source: roll the subtransaction
+ * back, drop the connection (its state is unknown), stop the run on a real
+ * cancel, timeout or shutdown.  Returns the error otherwise.
+ */
+static ErrorData *
+run_step_failed(Subxact *sx, SourceConn **conn)
+{
+	ErrorData  *edata = subxact_abort(sx);
+
+	if (*conn)
+		source_discard(*conn);
+	*conn = NULL;
+	if (subxact_is_interrupt(edata))
+	{
+		history_note_interrupt(edata);
+		ReThrowError(edata);
+	}
+	return edata;
+}
+
+/*
  * Sync one table in a subtransaction.  *conn may be replaced (a connection
  * whose state is unknown after an error is discarded; NULL means reconnect).
  */
@@ -536,17 +557,9 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata = subxact_abort(&sx);
-
-			if (*conn)
-				source_discard(*conn);
-			*conn = NULL;
 			/* a real cancel, timeout or shutdown stops the run, not one table */
-			if (subxact_is_interrupt(edata))
-			{
-				history_note_interrupt(edata);
-				ReThrowError(edata);
-			}
+			ErrorData  *edata = run_step_failed(&sx, conn);
+
 			/* a value that cannot be converted: with skip, go row by row */
 			if (cfg->on_row_error == ROW_ERROR_SKIP && !total->careful &&
 				ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
@@ -764,47 +777,61 @@ record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 	emit(out, only_table, NULL, 0, 0, started, "error", msg);
 }
 
-/* Connect and discover as the owner; a failure is recorded for the server. */
+/*
+ * Connect and discover as the owner; a failure is recorded for the server.
+ * A connection kept from an earlier run that fails here (a load balancer
+ * dropped it while idle) is replaced by a new one, once, as postgres_fdw
+ * does: only a failure of a new connection counts.
+ */
 static bool
 run_server_connect(RunOutput *out, ForeignServer *server, const char *only_table,
 				   SourceConfig **cfg_out, SourceConn **conn, List **tables)
 {
 	TimestampTz started = GetCurrentTimestamp();
-	Subxact		sx;
 	SourceConfig *volatile cfg = NULL;
+	volatile int attempt;
 
-	subxact_begin(&sx);
-	PG_TRY();
+	for (attempt = 0;; attempt++)
 	{
-		GuardUser	as_owner;
+		Subxact		sx;
+		volatile bool reused = false;
+		volatile bool retry = false;
 
-		cfg = source_config_get(server->serverid);
-		out->interval_secs = cfg->sync_interval ?
-			(int) Min(interval_usecs(cfg->sync_interval) / USECS_PER_SEC, INT_MAX) : 0;
-		guard_enter_owner(cfg->owner, &as_owner);
-		*conn = source_acquire(cfg);
-		progress_phase("discovering");
-		*tables = source_discover(*conn);
-		guard_leave(&as_owner);
-		subxact_commit(&sx);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = subxact_abort(&sx);
-
-		/* a connection whose state is unknown is never kept */
-		if (*conn)
-			source_discard(*conn);
-		*conn = NULL;
-		if (subxact_is_interrupt(edata))
+		subxact_begin(&sx);
+		PG_TRY();
 		{
-			history_note_interrupt(edata);
-			ReThrowError(edata);
+			GuardUser	as_owner;
+
+			cfg = source_config_get(server->serverid);
+			out->interval_secs = cfg->sync_interval ?
+				(int) Min(interval_usecs(cfg->sync_interval) / USECS_PER_SEC, INT_MAX) : 0;
+			guard_enter_owner(cfg->owner, &as_owner);
+			*conn = source_acquire(cfg);
+			reused = (*conn)->reused;
+			progress_phase("discovering");
+			*tables = source_discover(*conn);
+			guard_leave(&as_owner);
+			subxact_commit(&sx);
 		}
-		record_server_error(out, cfg, server, only_table, edata, started);
-		return false;
+		PG_CATCH();
+		{
+			ErrorData  *edata = run_step_failed(&sx, conn);
+
+			if (reused && attempt == 0)
+			{
+				FreeErrorData(edata);
+				retry = true;
+			}
+			else
+			{
+				record_server_error(out, cfg, server, only_table, edata, started);
+				return false;
+			}
+		}
+		PG_END_TRY();
+		if (!retry)
+			break;
 	}
-	PG_END_TRY();
 	*cfg_out = cfg;
 	return true;
 }

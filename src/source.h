@@ -29,6 +29,7 @@ typedef struct SourceConn
 	char	   *flavor;			/* e.g. "YugabyteDB 2.25", "TiDB v7.5.1" */
 	bool		busy;			/* a query or stream is in progress */
 	bool		in_snapshot;	/* a remote read transaction is open */
+	bool		reused;			/* handed out again by the connection cache */
 	struct SourceConn *next;	/* registry of open connections */
 } SourceConn;
 

@@ -438,22 +438,32 @@ pg_catalog_from(const char *schema)
 }
 
 /*
- * The statement that reads the source's catalog version: YugabyteDB keeps
- * one (every DDL moves it; reading it costs no catalog scan); PostgreSQL
- * does not, so a digest of the very rows discovery reads stands in (one
- * aggregate instead of the rows).
+ * The statement that reads the source's catalog version.  YugabyteDB keeps
+ * one (ALTERs and DROPs move it; reading it costs no catalog scan), but a
+ * plain CREATE TABLE does not move it: the count and highest OID of the
+ * schema's tables go with it.  PostgreSQL keeps none, so a digest of the
+ * very rows discovery reads stands in (one aggregate instead of the rows;
+ * hashtextextended, not md5, which FIPS-mode servers refuse).
  */
 char *
 pg_catalog_version_sql(bool yugabyte, const char *schema)
 {
 	if (yugabyte)
-		return pstrdup("SELECT pg_catalog.yb_catalog_version()::pg_catalog.text");
-	return psprintf("SELECT pg_catalog.md5(pg_catalog.string_agg("
+		return psprintf("SELECT pg_catalog.yb_catalog_version()::pg_catalog.text "
+						"OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) "
+						"pg_catalog.count(*)::pg_catalog.text OPERATOR(pg_catalog.||) '/' "
+						"OPERATOR(pg_catalog.||) COALESCE(pg_catalog.max(c.oid::pg_catalog.int8), 0)::pg_catalog.text "
+						"FROM pg_catalog.pg_class c "
+						"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+						"WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+						quote_literal_cstr(schema));
+	return psprintf("SELECT pg_catalog.count(*)::pg_catalog.text OPERATOR(pg_catalog.||) '/' "
+					"OPERATOR(pg_catalog.||) pg_catalog.hashtextextended(pg_catalog.string_agg("
 					"pg_catalog.concat_ws('/', pg_catalog.quote_ident(c.relname), "
 					"pg_catalog.quote_ident(a.attname), "
 					"pg_catalog.format_type(a.atttypid, a.atttypmod), "
 					"pg_catalog.array_position(con.conkey, a.attnum)), ',' "
-					"ORDER BY c.relname COLLATE \"C\", a.attnum)) %s",
+					"ORDER BY c.relname COLLATE \"C\", a.attnum), 0)::pg_catalog.text %s",
 					pg_catalog_from(schema));
 }
 

@@ -478,8 +478,14 @@ sync_initial(SyncCtx *cx, bool one_batch)
 		if (cfg->deletes != DELETES_IGNORE)
 			reconcile_deletes(cfg, conn, rt, cx->pk, total, res, &total);
 	}
-	/* a direct load holds exactly the rows of its snapshot */
-	cx->deletes_checked = cfg->deletes != DELETES_IGNORE;
+	/*
+	 * A merge reconciled deletes; a direct load holds exactly the rows of
+	 * its snapshot only when it was read in one (not resumed, not committed
+	 * in batches): else rows deleted while it ran are found by the first
+	 * incremental run's check.
+	 */
+	cx->deletes_checked = cfg->deletes != DELETES_IGNORE &&
+		(!direct || (st->resume_key == NIL && res->run_mode == NULL));
 	cx->new_cursor = hw;
 	cx->rows_total = total;
 }
@@ -868,6 +874,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		st->resume_key = NIL;
 		st->rows_total = 0;
 		st->load_direct = false;
+		st->deletes_checked_at = 0;
 		cx.rows_total = 0;
 	}
 	cx.target = target_name(cfg, rt->name);

@@ -301,8 +301,14 @@ start_due_workers(void)
 				 s->last_start < best->last_start))
 				best = s;
 		}
-		if (best == NULL || !start_worker(best))
+		if (best == NULL)
 			break;
+		if (!start_worker(best))
+		{
+			/* no background worker slot left: idle dbsync workers free theirs */
+			progress_want_worker_slot();
+			break;
+		}
 		/* the waits start with a worker, not with a wish for one */
 		now = GetCurrentTimestamp();
 		if (best->round_wait > 0)
@@ -407,6 +413,20 @@ dbsync_launcher_main(Datum main_arg)
  */
 #define WORKER_LINGER_MAX (10 * 60 * USECS_PER_SEC)
 
+/* One server's sync_interval, its tables the auto-sync counts, those due. */
+#define SERVER_DUE_SQL \
+	"SELECT o.option_value, " \
+	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE "), " \
+	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE " AND (t.next_attempt_at IS NULL " \
+	"    OR t.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())) " \
+	"FROM pg_catalog.pg_foreign_server s " \
+	"CROSS JOIN LATERAL pg_catalog.pg_options_to_table(s.srvoptions) o " \
+	"LEFT JOIN dbsync.tables t ON t.server_oid OPERATOR(pg_catalog.=) s.oid " \
+	"  AND t.server OPERATOR(pg_catalog.=) s.srvname::pg_catalog.text " \
+	"WHERE s.oid OPERATOR(pg_catalog.=) %u " \
+	"AND o.option_name OPERATOR(pg_catalog.=) 'sync_interval' " \
+	"GROUP BY o.option_value"
+
 static bool
 worker_next_round(Oid serverid, TimestampTz last_round)
 {
@@ -426,11 +446,9 @@ worker_next_round(Oid serverid, TimestampTz last_round)
 						 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		/* new settings (max_workers, database...): the launcher decides again */
 		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+			return false;
 		now = GetCurrentTimestamp();
 		if (progress_worker_slot_wanted() > idle_since ||
 			now - idle_since > WORKER_LINGER_MAX)
@@ -446,16 +464,16 @@ worker_next_round(Oid serverid, TimestampTz last_round)
 		nest = guard_begin();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (SPI_execute(psprintf("SELECT * FROM (" SERVERS_SQL ") x WHERE x.oid OPERATOR(pg_catalog.=) %u",
-								 serverid), true, 0) == SPI_OK_SELECT && SPI_processed == 1)
+		if (SPI_execute(psprintf(SERVER_DUE_SQL, serverid), true, 0) == SPI_OK_SELECT &&
+			SPI_processed == 1)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[0];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 
-			every = Max(interval_usecs(SPI_getvalue(tup, desc, 2)), USECS_PER_SEC);
-			known = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-			due = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+			every = Max(interval_usecs(SPI_getvalue(tup, desc, 1)), USECS_PER_SEC);
+			known = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			due = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		}
 		PopActiveSnapshot();
 		SPI_finish();

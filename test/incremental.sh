@@ -212,6 +212,44 @@ check "  ... and no longer flagged" is "SELECT v || ':' || _dbsync_deleted FROM 
 check "  ... rows_total counts it again" \
     is "SELECT rows_total FROM dbsync.status WHERE server = 'incs' AND table_name = 'big'" "$(src_psql -Atc "SELECT count(*) FROM inc.big")"
 
+# ---- 5b. change sets applied a chunk (256 kB) at a time ----------------------
+q "SELECT count(*) FROM dbsync_run('inc', 'big')" >/dev/null   # the row 9 that came back
+src_psql -qc "UPDATE inc.big SET v = repeat('c', 300) || id, updated_at = now() WHERE id BETWEEN 1000 AND 3999"
+check "a change set of several chunks (3000 rows, ~1 MB): every row written once" \
+    is "SELECT rows_upserted FROM dbsync_run('inc', 'big')" 3000
+check "  ... local rows equal the source's" is "$(digest)" "$(src_psql -Atc "$(digest)")"
+# 7000 more: 20 x 10000 rows read > 119,999 rows, the rest is applied in one join
+src_psql -qc "UPDATE inc.big SET v = repeat('d', 300) || id, updated_at = now() WHERE id BETWEEN 10000 AND 16999"
+check "a change set that outgrows the chunked path mid-stream: every row written once" \
+    is "SELECT rows_upserted FROM dbsync_run('inc', 'big')" 7000
+check "  ... local rows equal the source's" is "$(digest)" "$(src_psql -Atc "$(digest)")"
+check "  ... rows_total still exact" \
+    is "SELECT rows_total FROM dbsync.status WHERE server = 'inc' AND table_name = 'big'" "$(src_psql -Atc "SELECT count(*) FROM inc.big")"
+# soft deletes: 2000 flagged rows come back across several chunks
+src_psql -qc "DELETE FROM inc.big WHERE id BETWEEN 20000 AND 21999"
+check "soft: 2000 rows flagged" is "SELECT rows_deleted FROM dbsync_run('incs')" 2000
+src_psql -qc "INSERT INTO inc.big SELECT g, repeat('e', 300) || g, now() FROM generate_series(20000, 21999) g"
+check "soft: the 2000 rows that come back are written once, across chunks" \
+    is "SELECT rows_upserted FROM dbsync_run('incs')" 2000
+check "  ... none flagged any more" is "SELECT count(*) FROM incs.big WHERE _dbsync_deleted" 0
+check "  ... rows_total = the source's rows" \
+    is "SELECT rows_total FROM dbsync.status WHERE server = 'incs' AND table_name = 'big'" "$(src_psql -Atc "SELECT count(*) FROM inc.big")"
+
+# a load committed in batches is not a delete check (rows deleted meanwhile)
+wh_psql -q <<SQL
+DROP SCHEMA IF EXISTS incb CASCADE;
+DROP SERVER IF EXISTS incb CASCADE;
+CREATE SERVER incb FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
+    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'inc', target_schema 'incb', tables 'small', batch_size '10');
+CREATE USER MAPPING FOR postgres SERVER incb OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
+CALL dbsync_sync('incb');
+SQL
+check "a load committed in batches (CALL) records no delete check" \
+    is "SELECT rows_total || ':' || (deletes_checked_at IS NULL) FROM dbsync.status WHERE server = 'incb'" "48:true"
+check "  ... the next run is incremental" is "SELECT mode FROM dbsync_run('incb')" incremental
+check "  ... and checks deletes" \
+    is "SELECT deletes_checked_at IS NOT NULL FROM dbsync.status WHERE server = 'incb'" t
+
 # ---- 6. a worker keeps its connection between rounds ------------------------
 src_psql -q <<'SQL'
 CREATE TABLE inc.w1 (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT now());
@@ -219,12 +257,15 @@ CREATE TABLE inc.w2 (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL
 INSERT INTO inc.w1 VALUES (1, 'a');
 INSERT INTO inc.w2 VALUES (1, 'a');
 SQL
-wh_psql -q <<SQL
-CREATE SERVER incw FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
-    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'inc', target_schema 'incw', tables 'w1',
+auto_server() { # NAME TABLE: a server that syncs TABLE every second
+    wh_psql -q <<SQL
+CREATE SERVER $1 FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
+    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'inc', target_schema 'incw', tables '$2',
     sync_interval '1 second');
-CREATE USER MAPPING FOR postgres SERVER incw OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
+CREATE USER MAPPING FOR postgres SERVER $1 OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
 SQL
+}
+auto_server incw w1
 runs_of() { q "SELECT runs_total FROM dbsync.tables WHERE server = '$1' AND table_name = '$2'"; }
 ran_at_least() { local r; r=$(runs_of "$1" "$2"); [ -n "$r" ] && [ "$r" -ge "$3" ]; }
 if wait_until 30 ran_at_least incw w1 2; then
@@ -242,22 +283,26 @@ fi
 
 # a waiting worker gives up its slot: with one slot, two servers both sync
 q "ALTER SYSTEM SET dbsync.max_workers = 1" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
-wh_psql -q <<SQL
-CREATE SERVER incw2 FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
-    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'inc', target_schema 'incw', tables 'w2',
-    sync_interval '1 second');
-CREATE USER MAPPING FOR postgres SERVER incw2 OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
-SQL
+auto_server incw2 w2
 r1=$(runs_of incw w1)
 if wait_until 40 ran_at_least incw2 w2 3; then ok "with one worker slot, a second server gets synced too"; else
     not_ok "with one worker slot, a second server gets synced too (runs: $(runs_of incw2 w2))"; fi
 check "  ... and the first one goes on" wait_until 30 ran_at_least incw w1 $((r1 + 2))
 
+# leave nothing behind for the next suites (they look tables up by name)
 wh_psql -q <<SQL >/dev/null 2>&1
 ALTER SYSTEM RESET dbsync.max_workers;
 SELECT pg_reload_conf();
 DROP SERVER incw CASCADE;
 DROP SERVER incw2 CASCADE;
+DROP SERVER inc CASCADE;
+DROP SERVER incs CASCADE;
+DROP SERVER incm CASCADE;
+DROP SERVER incb CASCADE;
+DROP SCHEMA inc CASCADE;
+DROP SCHEMA incs CASCADE;
+DROP SCHEMA incw CASCADE;
+DROP SCHEMA incb CASCADE;
 SQL
 
 echo "1..$n"
