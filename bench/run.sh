@@ -840,7 +840,7 @@ chart_row() { # LABEL DBSYNC FDW PIPE
 cp "$BENCH_DIR/chart.tsv" "$REPO_RESULTS/chart-$ROWS.tsv"
 if ((HAVE_GNUPLOT)); then
     gnuplot >"$LOGDIR/gnuplot.log" 2>&1 <<EOF || warn "gnuplot failed (see $LOGDIR/gnuplot.log)"
-set terminal pngcairo size 1100,560 font "DejaVu Sans,10"
+set terminal pngcairo size 1100,560 noenhanced font "DejaVu Sans,10"
 set output '$REPO_RESULTS/bench-$ROWS.png'
 set title "dbsync beside its peers: $ROWS rows, best of $RUNS, $(nproc) cores, fsync on (lower is better)"
 set datafile separator "\t"

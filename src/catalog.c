@@ -345,6 +345,7 @@ catalog_save_checkpoint(const char *server, const char *table,
 	catalog_exec("UPDATE dbsync.tables SET resume_key = $3, cursor_value = $4, "
 				 "load_direct = $5, rows_total = $6, primary_key = $7, cursor_column = $8, "
 				 "last_status = 'running', last_mode = 'initial', "
+				 "deletes_checked_at = NULL, "	/* a load in progress checks nothing */
 				 "rows_upserted_total = rows_upserted_total OPERATOR(pg_catalog.+) $9, "
 				 "rows_read_total = rows_read_total OPERATOR(pg_catalog.+) $10, "
 				 "bytes_read_total = bytes_read_total OPERATOR(pg_catalog.+) $11 "

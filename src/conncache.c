@@ -45,8 +45,12 @@ typedef struct CacheEntry
 	Oid			umid;			/* user mapping the connection was made with */
 	bool		password_required;
 	bool		invalid;		/* server or user mapping changed */
+	uint64		generation;		/* moves with every invalidation: a
+								 * connection handed out before one is not
+								 * kept when it comes back */
+	bool		no_version;		/* the source could not say its catalog
+								 * version: discover every time */
 	SourceConn *conn;			/* idle connection, or NULL */
-	TimestampTz opened_at;		/* of that connection */
 	TimestampTz idle_since;
 	MemoryContext cxt;			/* the discovery below */
 	char	   *catalog_version;	/* of the source when discovered */
@@ -72,7 +76,10 @@ conncache_inval(Datum arg, int cacheid, uint32 hashvalue)
 
 		if (hashvalue == 0 ||
 			GetSysCacheHashValue1(cacheid, ObjectIdGetDatum(oid)) == hashvalue)
+		{
 			e->invalid = true;
+			e->generation++;
+		}
 	}
 }
 
@@ -125,13 +132,15 @@ entry_reset(CacheEntry *e)
 	MemoryContextReset(e->cxt);
 	e->catalog_version = NULL;
 	e->tables = NIL;
+	e->no_version = false;
 	e->invalid = false;
 }
 
 /*
  * End of a transaction: close what was invalidated meanwhile, and idle
- * connections past CONN_MAX_IDLE (a pooled session that stopped calling
- * dbsync does not keep them).
+ * connections past CONN_MAX_IDLE (a pooled session that runs other
+ * transactions but no longer calls dbsync does not keep them; one that runs
+ * nothing keeps them until it ends, as with postgres_fdw).
  */
 void
 conncache_at_xact_end(void)
@@ -222,7 +231,7 @@ source_acquire(SourceConfig *cfg)
 		e->password_required != cfg->password_required)
 		entry_reset(e);
 	else if (conn && (now - e->idle_since > CONN_MAX_IDLE ||
-					  now - e->opened_at > CONN_MAX_AGE ||
+					  now - conn->opened_at > CONN_MAX_AGE ||
 					  !conn->driver->idle_ok(conn)))
 		entry_close(e);			/* old, or closed by the source, or odd */
 	e->umid = cfg->umid;
@@ -231,14 +240,16 @@ source_acquire(SourceConfig *cfg)
 	if (conn == NULL)
 	{
 		conn = source_connect(cfg);
-		e->opened_at = now;
 		conn->reused = false;
-		return conn;
 	}
-	e->conn = NULL;
-	conn->cfg = cfg;
-	conn->reused = true;
-	source_register(conn);
+	else
+	{
+		e->conn = NULL;
+		conn->cfg = cfg;
+		conn->reused = true;
+		source_register(conn);
+	}
+	conn->cache_gen = e->generation;
 	return conn;
 }
 
@@ -254,7 +265,8 @@ source_release(SourceConn *conn)
 	if (conn == NULL)
 		return;
 	e = entry_for(conn->cfg->serverid, false);
-	if (e == NULL || e->invalid || conn->busy || conn->in_snapshot ||
+	if (e == NULL || e->invalid || conn->cache_gen != e->generation ||
+		conn->busy || conn->in_snapshot ||
 		e->umid != conn->cfg->umid || !conn->driver->idle_ok(conn))
 	{
 		source_close(conn);
@@ -309,12 +321,50 @@ copy_tables(List *tables)
  * (kept for the next run).  At most one catalog round trip either way,
  * plus the version's.
  */
+/*
+ * The source's catalog version, or NULL: also when reading it fails (an
+ * older release without the function, say); the entry then stops asking
+ * and every run discovers.
+ */
+static char *
+catalog_version_of(CacheEntry *e, SourceConn *conn)
+{
+	Subxact		sx;
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile version = NULL;
+
+	if (conn->driver->catalog_version == NULL || e->no_version)
+		return NULL;
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		char	   *v = conn->driver->catalog_version(conn);
+
+		version = v ? MemoryContextStrdup(cxt, v) : NULL;
+		subxact_commit(&sx);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = subxact_abort(&sx);
+
+		if (subxact_is_interrupt(edata) ||
+			ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION)
+			ReThrowError(edata);
+		ereport(LOG,
+				(errmsg("dbsync: source \"%s\" does not tell its catalog version, its tables are discovered by every run: %s",
+						conn->cfg->server_name, edata->message)));
+		FreeErrorData(edata);
+		e->no_version = true;
+	}
+	PG_END_TRY();
+	return version;
+}
+
 List *
 source_discover(SourceConn *conn)
 {
 	CacheEntry *e = entry_for(conn->cfg->serverid, true);
-	char	   *version = conn->driver->catalog_version ?
-		conn->driver->catalog_version(conn) : NULL;
+	char	   *version = catalog_version_of(e, conn);
 	List	   *tables;
 	MemoryContext old;
 

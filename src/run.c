@@ -779,9 +779,9 @@ record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 
 /*
  * Connect and discover as the owner; a failure is recorded for the server.
- * A connection kept from an earlier run that fails here (a load balancer
- * dropped it while idle) is replaced by a new one, once, as postgres_fdw
- * does: only a failure of a new connection counts.
+ * A connection kept from an earlier run that turns out broken here (a
+ * load balancer dropped it while idle) is replaced by a new one, once, as
+ * postgres_fdw does: only a failure of a new connection counts.
  */
 static bool
 run_server_connect(RunOutput *out, ForeignServer *server, const char *only_table,
@@ -817,8 +817,13 @@ run_server_connect(RunOutput *out, ForeignServer *server, const char *only_table
 		{
 			ErrorData  *edata = run_step_failed(&sx, conn);
 
-			if (reused && attempt == 0)
+			if (reused && attempt == 0 &&
+				(ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION ||
+				 edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN))
 			{
+				ereport(LOG,
+						(errmsg("dbsync: the kept connection to source \"%s\" failed, connecting again: %s",
+								server->servername, edata->message)));
 				FreeErrorData(edata);
 				retry = true;
 			}

@@ -19,6 +19,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/pg_shmem.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "source.h"
@@ -108,6 +109,7 @@ source_connect(SourceConfig *cfg)
 
 	conn->driver = cfg->driver;
 	conn->cfg = cfg;
+	conn->opened_at = GetCurrentTimestamp();
 	source_register(conn);
 	return conn;
 }

@@ -30,6 +30,8 @@ typedef struct SourceConn
 	bool		busy;			/* a query or stream is in progress */
 	bool		in_snapshot;	/* a remote read transaction is open */
 	bool		reused;			/* handed out again by the connection cache */
+	uint64		cache_gen;		/* the cache entry's generation it belongs to */
+	TimestampTz opened_at;
 	struct SourceConn *next;	/* registry of open connections */
 } SourceConn;
 

@@ -646,7 +646,11 @@ read_changes(SyncCtx *cx, ChangeSet *cs, const char *sql)
 		if (n > 0)
 			cs->pending = true;
 		if (chunked && n > 0 && change_set_small(cx, cs->staged))
+		{
 			apply_change_set(cx, cs, true);
+			elog(DEBUG1, "dbsync: applied a chunk of " UINT64_FORMAT " changed rows to %s",
+				 n, cx->target);
+		}
 	}
 	apply_copy_end();
 }
