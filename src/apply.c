@@ -11,6 +11,11 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "catalog/pg_namespace.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -416,6 +421,43 @@ apply_lock_target(const char *schema, const char *table)
 									AccessShareLock, RVR_MISSING_OK, NULL, NULL);
 }
 
+/*
+ * Citus's partition method of a table ('h' hash-distributed, 'n' reference
+ * or Citus-local, ...), or 0 when Citus does not manage it (or is not
+ * installed).  Its metadata is pg_catalog.pg_dist_partition (logicalrelid,
+ * partmethod, ...): read directly, no SPI (callers may hold SPI results).
+ */
+static char
+citus_partmethod(Oid relid)
+{
+	Oid			meta;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	char		method = 0;
+
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return 0;
+	meta = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+	if (!OidIsValid(meta))
+		return 0;
+	rel = table_open(meta, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 2, RelationGetDescr(rel), &isnull);
+
+		method = isnull ? '?' : DatumGetChar(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return method;
+}
+
 void
 apply_check_writable(Oid relid)
 {
@@ -457,6 +499,14 @@ apply_check_writable(Oid relid)
 						   GetUserNameFromId(GetUserId(), false)),
 				 errhint("GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s.",
 						 name, quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	if (citus_partmethod(relid) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("target table %s is a Citus %s table", name,
+						citus_partmethod(relid) == 'n' ? "reference or local" : "distributed"),
+				 errdetail("dbsync writes through the coordinator's own table, which Citus does not read for such tables: rows written there would not be seen."),
+				 errhint("Keep dbsync's targets plain tables for now: SELECT undistribute_table(%s), then hand the new table to dbsync with dbsync_adopt_table(server, table); or exclude the table from the server's tables.",
+						 quote_literal_cstr(name))));
 	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
