@@ -437,7 +437,9 @@ citus_partmethod(Oid relid)
 	HeapTuple	tup;
 	char		method = 0;
 
-	if (!OidIsValid(get_extension_oid("citus", true)))
+	/* a stage (temporary) is never Citus's: no lookup per COPY chunk */
+	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP ||
+		!OidIsValid(get_extension_oid("citus", true)))
 		return 0;
 	meta = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
 	if (!OidIsValid(meta))

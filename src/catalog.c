@@ -32,6 +32,14 @@ text_param(const char *s, char *null)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
+/* A nullable text[] parameter (NIL: NULL): its datum, and *null set. */
+Datum
+text_array_param(List *list, char *null)
+{
+	*null = list != NIL ? ' ' : 'n';
+	return list != NIL ? list_to_text_array(list) : (Datum) 0;
+}
+
 /* List of char * -> text[] datum */
 Datum
 list_to_text_array(List *list)
@@ -266,39 +274,18 @@ catalog_save_success(const char *server, const char *table, RemoteTable *rt,
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(table);
-	if (rt->primary_key != NIL)
-		values[2] = list_to_text_array(rt->primary_key);
-	else
-		nulls[2] = 'n';
-	if (cursor_column)
-		values[3] = CStringGetTextDatum(cursor_column);
-	else
-		nulls[3] = 'n';
-	if (cursor_value)
-		values[4] = CStringGetTextDatum(cursor_value);
-	else
-		nulls[4] = 'n';
-	if (resume_key != NIL)
-		values[5] = list_to_text_array(resume_key);
-	else
-		nulls[5] = 'n';
+	values[2] = text_array_param(rt->primary_key, &nulls[2]);
+	values[3] = text_param(cursor_column, &nulls[3]);
+	values[4] = text_param(cursor_value, &nulls[4]);
+	values[5] = text_array_param(resume_key, &nulls[5]);
 	values[6] = list_to_text_array(column_names(rt));
 	values[7] = Int64GetDatum(rows_total);
 	values[8] = CStringGetTextDatum(mode);
 	values[9] = Int64GetDatum(upserted);
 	values[10] = Int64GetDatum(deleted);
-	if (row_sample)
-		values[11] = CStringGetTextDatum(row_sample);
-	else
-		nulls[11] = 'n';
-	if (message)
-		values[12] = CStringGetTextDatum(message);
-	else
-		nulls[12] = 'n';
-	if (cursor_lost)
-		values[13] = CStringGetTextDatum(cursor_lost);
-	else
-		nulls[13] = 'n';
+	values[11] = text_param(row_sample, &nulls[11]);
+	values[12] = text_param(message, &nulls[12]);
+	values[13] = text_param(cursor_lost, &nulls[13]);
 	values[14] = BoolGetDatum(deletes_checked);
 	catalog_exec("UPDATE dbsync.tables SET primary_key = $3, cursor_column = $4, "
 				 "cursor_value = $5, resume_key = $6, known_columns = $7, "
@@ -329,10 +316,7 @@ catalog_save_checkpoint(const char *server, const char *table,
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(table);
 	values[2] = list_to_text_array(resume_key);
-	if (high_water)
-		values[3] = CStringGetTextDatum(high_water);
-	else
-		nulls[3] = 'n';
+	values[3] = text_param(high_water, &nulls[3]);
 	values[4] = BoolGetDatum(load_direct);
 	values[5] = Int64GetDatum(rows_total);
 	values[6] = list_to_text_array(pk);
@@ -366,10 +350,7 @@ catalog_save_error(const char *server, Oid serverid, const char *table,
 	values[1] = CStringGetTextDatum(table);
 	values[2] = CStringGetTextDatum(target_schema);
 	values[3] = CStringGetTextDatum(message);
-	if (row_sample)
-		values[4] = CStringGetTextDatum(row_sample);
-	else
-		nulls[4] = 'n';
+	values[4] = text_param(row_sample, &nulls[4]);
 	values[5] = ObjectIdGetDatum(serverid);
 	catalog_exec("INSERT INTO dbsync.tables AS t (server, table_name, target_schema, "
 				 "target_table, last_status, last_error, last_error_at, "
@@ -399,10 +380,7 @@ catalog_set_table(const char *server, const char *table, Datum pk,
 	values[2] = pk;
 	if (pk_null)
 		nulls[2] = 'n';
-	if (cursor)
-		values[3] = CStringGetTextDatum(cursor);
-	else
-		nulls[3] = 'n';
+	values[3] = text_param(cursor, &nulls[3]);
 	values[4] = BoolGetDatum(enabled > 0);
 	if (enabled < 0)
 		nulls[4] = 'n';

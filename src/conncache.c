@@ -280,30 +280,6 @@ source_release(SourceConn *conn)
 	limit_idle();
 }
 
-static RemoteTable *
-copy_table_deep(RemoteTable *rt)
-{
-	RemoteTable *copy = palloc0(sizeof(RemoteTable));
-	ListCell   *lc;
-
-	copy->name = pstrdup(rt->name);
-	foreach(lc, rt->columns)
-	{
-		RemoteColumn *col = palloc(sizeof(RemoteColumn));
-
-		*col = *(RemoteColumn *) lfirst(lc);
-		col->name = pstrdup(col->name);
-		col->remote_type = pstrdup(col->remote_type);
-		col->local_type = col->local_type ? pstrdup(col->local_type) : NULL;
-		col->fallback_type = col->fallback_type ? pstrdup(col->fallback_type) : NULL;
-		col->cast_type = col->cast_type ? pstrdup(col->cast_type) : NULL;
-		copy->columns = lappend(copy->columns, col);
-	}
-	foreach(lc, rt->primary_key)
-		copy->primary_key = lappend(copy->primary_key, pstrdup(lfirst(lc)));
-	return copy;
-}
-
 static List *
 copy_tables(List *tables)
 {
@@ -311,7 +287,7 @@ copy_tables(List *tables)
 	ListCell   *lc;
 
 	foreach(lc, tables)
-		copy = lappend(copy, copy_table_deep(lfirst(lc)));
+		copy = lappend(copy, remote_table_copy(lfirst(lc)));
 	return copy;
 }
 

@@ -238,6 +238,7 @@ extern void typemap_resolve(RemoteTable *table);
 extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 						 const char *nulls, int expect);
 extern Datum text_param(const char *s, char *null);
+extern Datum text_array_param(List *list, char *null);
 extern Datum list_to_text_array(List *list);
 extern TableState *catalog_load(const char *server, const char *table);
 extern void catalog_ensure(const char *server, Oid serverid, const char *table,

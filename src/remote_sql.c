@@ -253,3 +253,32 @@ pg_key_bucket_fast(const char *text)
 	return psprintf("(pg_catalog.hashtextextended((%s) COLLATE pg_catalog.\"C\", 0) "
 					"OPERATOR(pg_catalog.&) 255)::pg_catalog.text", text);
 }
+
+/*
+ * A copy of a table's description in CurrentMemoryContext, strings and
+ * all: a sync changes its key and local types on its own copy; the
+ * connection cache keeps one that outlives the run.
+ */
+RemoteTable *
+remote_table_copy(RemoteTable *rt)
+{
+	RemoteTable *copy = palloc0(sizeof(RemoteTable));
+	ListCell   *lc;
+
+	copy->name = pstrdup(rt->name);
+	foreach(lc, rt->columns)
+	{
+		RemoteColumn *col = palloc(sizeof(RemoteColumn));
+
+		*col = *(RemoteColumn *) lfirst(lc);
+		col->name = pstrdup(col->name);
+		col->remote_type = pstrdup(col->remote_type);
+		col->local_type = col->local_type ? pstrdup(col->local_type) : NULL;
+		col->fallback_type = col->fallback_type ? pstrdup(col->fallback_type) : NULL;
+		col->cast_type = col->cast_type ? pstrdup(col->cast_type) : NULL;
+		copy->columns = lappend(copy->columns, col);
+	}
+	foreach(lc, rt->primary_key)
+		copy->primary_key = lappend(copy->primary_key, pstrdup(lfirst(lc)));
+	return copy;
+}

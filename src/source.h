@@ -198,6 +198,7 @@ extern char *remote_max_sql(const SourceDriver *drv, const char *schema,
 extern char *remote_estimate_sql(const SourceDriver *drv, const char *schema,
 								 const char *table);
 extern RemoteColumn *find_column(RemoteTable *rt, const char *name);
+extern RemoteTable *remote_table_copy(RemoteTable *rt);
 
 /* in remote_sql.c: key texts and digests in PostgreSQL's dialect (local, and
  * at PostgreSQL-family sources) */

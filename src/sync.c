@@ -720,29 +720,6 @@ state_outdated(SyncCtx *cx, bool reshaped)
 }
 
 /*
- * A working copy of a table's description: a sync sets its key and local
- * types in memory that ends with the sync, the caller's stays as it was.
- */
-static RemoteTable *
-copy_table(RemoteTable *rt)
-{
-	RemoteTable *copy = palloc(sizeof(RemoteTable));
-	ListCell   *lc;
-
-	*copy = *rt;
-	copy->columns = NIL;
-	foreach(lc, rt->columns)
-	{
-		RemoteColumn *col = palloc(sizeof(RemoteColumn));
-
-		*col = *(RemoteColumn *) lfirst(lc);
-		copy->columns = lappend(copy->columns, col);
-	}
-	copy->primary_key = list_copy(rt->primary_key);
-	return copy;
-}
-
-/*
  * For dbsync.progress: the rows a read of the whole table (or the rest of a
  * resumed load) will bring, from the source's statistics.  Once per
  * table run; an estimate the source cannot give is left unknown.
@@ -821,7 +798,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		   bool one_batch, SyncResult *res)
 {
 	SyncCtx		cx = {0};
-	RemoteTable *rt = copy_table(orig);
+	RemoteTable *rt = remote_table_copy(orig);
 	TableState *st = catalog_load(cfg->server_name, rt->name);
 	List	   *added;
 	int			nest;

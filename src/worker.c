@@ -162,11 +162,14 @@ reap_workers(Scheduled *s)
  * due now.
  */
 #define ACTIVE "t.enabled AND t.paused_at IS NULL AND t.next_attempt_at IS DISTINCT FROM 'infinity'"
-#define SERVERS_SQL \
-	"SELECT s.oid, o.option_value, " \
+/* a server's tables the auto-sync counts, and those of them due now */
+#define ACTIVE_AND_DUE \
 	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE "), " \
 	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE " AND (t.next_attempt_at IS NULL " \
-	"    OR t.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())), " \
+	"    OR t.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()))"
+#define SERVERS_SQL \
+	"SELECT s.oid, o.option_value, " \
+	ACTIVE_AND_DUE ", " \
 	"  pg_catalog.count(t.table_name) FILTER (WHERE NOT t.enabled OR t.paused_at IS NOT NULL), " \
 	"  pg_catalog.count(t.table_name), " \
 	"  (SELECT pg_catalog.count(*) FROM dbsync.run_history h WHERE h.server_oid OPERATOR(pg_catalog.=) s.oid " \
@@ -416,9 +419,7 @@ dbsync_launcher_main(Datum main_arg)
 /* One server's sync_interval, its tables the auto-sync counts, those due. */
 #define SERVER_DUE_SQL \
 	"SELECT o.option_value, " \
-	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE "), " \
-	"  pg_catalog.count(t.table_name) FILTER (WHERE " ACTIVE " AND (t.next_attempt_at IS NULL " \
-	"    OR t.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())) " \
+	ACTIVE_AND_DUE " " \
 	"FROM pg_catalog.pg_foreign_server s " \
 	"CROSS JOIN LATERAL pg_catalog.pg_options_to_table(s.srvoptions) o " \
 	"LEFT JOIN dbsync.tables t ON t.server_oid OPERATOR(pg_catalog.=) s.oid " \
