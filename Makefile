@@ -19,6 +19,7 @@ OBJS = \
 	src/apply.o \
 	src/stage.o \
 	src/merge.o \
+	src/citus.o \
 	src/sync.o \
 	src/deletes.o \
 	src/run.o \

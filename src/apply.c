@@ -61,6 +61,38 @@ spi_exec(const char *sql, int expect)
 			 SPI_result_code_string(rc), sql);
 }
 
+/* Run a statement with text parameters $1..$n (none NULL). */
+void
+spi_exec_args(const char *sql, int nargs, const char **args)
+{
+	Oid			types[FUNC_MAX_ARGS];
+	Datum		values[FUNC_MAX_ARGS];
+	int			i;
+	int			rc;
+
+	Assert(nargs <= FUNC_MAX_ARGS);
+	guard_repin();
+	for (i = 0; i < nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = CStringGetTextDatum(args[i]);
+	}
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "dbsync statement failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+/* "a, b" of names, quoted where needed, for messages. */
+char *
+apply_name_list_text(List *names)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	append_name_list(&buf, names, "");
+	return buf.data;
+}
+
 char *
 target_name(SourceConfig *cfg, const char *table)
 {
@@ -235,18 +267,14 @@ same_names(List *a, List *b)
  * whole table in this transaction, so every row the source still has is
  * back when it commits.
  */
+/* Delete the rows that hold NULLs or duplicates in the new key pk. */
 static void
-rekey_target(const char *target, const char *pkname, List *pk)
+delete_key_conflicts(const char *target, List *pk)
 {
 	StringInfoData sql;
 	ListCell   *lc;
 
 	initStringInfo(&sql);
-	if (pkname)
-		spi_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", target,
-						  quote_identifier(pkname)), SPI_OK_UTILITY);
-	if (pk == NIL)
-		return;
 	appendStringInfo(&sql, "DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.ctid FROM "
 					 "(SELECT t.ctid, pg_catalog.count(*) OVER (PARTITION BY ", target);
 	append_name_list(&sql, pk, "t.");
@@ -254,7 +282,25 @@ rekey_target(const char *target, const char *pkname, List *pk)
 	foreach(lc, pk)
 		appendStringInfo(&sql, " OR %s IS NULL", quote_identifier(lfirst(lc)));
 	spi_exec(sql.data, SPI_OK_DELETE);
-	resetStringInfo(&sql);
+}
+
+static void
+rekey_target(Oid relid, const char *target, const char *pkname, List *pk)
+{
+	StringInfoData sql;
+
+	citus_check_new_key(relid, target, pk);
+	if (pkname)
+		spi_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", target,
+						  quote_identifier(pkname)), SPI_OK_UTILITY);
+	if (pk == NIL)
+		return;
+	/* a ctid names no row across Citus shards: all rows out, all read back */
+	if (citus_partmethod(relid) != 0)
+		spi_exec(psprintf("DELETE FROM %s", target), SPI_OK_DELETE);
+	else
+		delete_key_conflicts(target, pk);
+	initStringInfo(&sql);
 	appendStringInfo(&sql, "ALTER TABLE %s ADD PRIMARY KEY (", target);
 	append_name_list(&sql, pk, "");
 	appendStringInfoChar(&sql, ')');
@@ -340,7 +386,7 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
 					 errdetail("With the deletes option set to %s, the table keeps rows the source no longer has; they cannot be given the new key, and re-keying would lose them.",
 							   deletes == DELETES_SOFT ? "soft" : "ignore"),
 					 errhint("Keep syncing with the old key: SELECT dbsync_set_table(server, table, primary_key => '{...}'); or save those rows elsewhere and set deletes 'hard' for one run.")));
-		rekey_target(target, pkname, pk);
+		rekey_target(relid, target, pkname, pk);
 		*reshaped = true;
 	}
 	CommandCounterIncrement();
@@ -421,45 +467,6 @@ apply_lock_target(const char *schema, const char *table)
 									AccessShareLock, RVR_MISSING_OK, NULL, NULL);
 }
 
-/*
- * Citus's partition method of a table ('h' hash-distributed, 'n' reference
- * or Citus-local, ...), or 0 when Citus does not manage it (or is not
- * installed).  Its metadata is pg_catalog.pg_dist_partition (logicalrelid,
- * partmethod, ...): read directly, no SPI (callers may hold SPI results).
- */
-static char
-citus_partmethod(Oid relid)
-{
-	Oid			meta;
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	char		method = 0;
-
-	/* a stage (temporary) is never Citus's: no lookup per COPY chunk */
-	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP ||
-		!OidIsValid(get_extension_oid("citus", true)))
-		return 0;
-	meta = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
-	if (!OidIsValid(meta))
-		return 0;
-	rel = table_open(meta, AccessShareLock);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, 2, RelationGetDescr(rel), &isnull);
-
-		method = isnull ? '?' : DatumGetChar(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return method;
-}
-
 void
 apply_check_writable(Oid relid)
 {
@@ -501,13 +508,12 @@ apply_check_writable(Oid relid)
 						   GetUserNameFromId(GetUserId(), false)),
 				 errhint("GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s.",
 						 name, quote_identifier(GetUserNameFromId(GetUserId(), false)))));
-	if (citus_partmethod(relid) != 0)
+	if (citus_partmethod(relid) == 'a' || citus_partmethod(relid) == 'r')
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("target table %s is a Citus %s table", name,
-						citus_partmethod(relid) == 'n' ? "reference or local" : "distributed"),
-				 errdetail("dbsync writes through the coordinator's own table, which Citus does not read for such tables: rows written there would not be seen."),
-				 errhint("Keep dbsync's targets plain tables for now: SELECT undistribute_table(%s), then hand the new table to dbsync with dbsync_adopt_table(server, table); or exclude the table from the server's tables.",
+				 errmsg("target table %s is a Citus append- or range-distributed table", name),
+				 errdetail("dbsync writes Citus hash-distributed, reference and local tables, not tables whose shards the user fills one by one."),
+				 errhint("Make it hash-distributed (SELECT alter_distributed_table(%s, distribution_column := '...')), or exclude the table from the server's tables.",
 						 quote_literal_cstr(name))));
 	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR,
@@ -536,6 +542,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 	Oid			nsp = get_namespace_oid(cfg->target_schema, true);
 	Oid			relid = InvalidOid;
 	ListCell   *lc;
+	char	   *layout;
 
 	*added = NIL;
 	*note = NULL;
@@ -551,6 +558,7 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 	{
 		relid = create_target(cfg, rt, pk, soft);
 		catalog_save_target(cfg->server_name, rt->name, relid);
+		*note = citus_apply_layout(cfg, rt->name, relid, pk);
 		*created = true;
 		return relid;
 	}
@@ -581,6 +589,9 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 							  target), SPI_OK_UTILITY);
 		CommandCounterIncrement();
 		*note = align_existing_target(target, relid, rt, pk, cfg->deletes, reshaped);
+		layout = citus_apply_layout(cfg, rt->name, relid, pk);
+		if (layout)
+			*note = *note ? psprintf("%s; %s", *note, layout) : layout;
 	}
 
 	/*

@@ -13,6 +13,13 @@
 struct SourceConn;
 
 extern void spi_exec(const char *sql, int expect);
+extern void spi_exec_args(const char *sql, int nargs, const char **args);
+extern char *apply_name_list_text(List *names);
+extern RemoteColumn *stage_column(const char *name, const char *type);
+extern char *cmp_expr(const char *alias, RemoteColumn *col);
+extern void append_key_match(StringInfo buf, List *pk, const char *a, const char *b);
+extern void append_cmp_list(StringInfo buf, List *columns, const char *alias);
+extern void append_numbered(StringInfo buf, int n);
 extern void append_name_list(StringInfo buf, List *names, const char *prefix);
 extern char *target_name(SourceConfig *cfg, const char *table);
 extern bool same_names(List *a, List *b);
@@ -60,5 +67,21 @@ extern void apply_mirror_multiset(const char *target, const char *stage,
 extern char *apply_query_value(const char *sql);
 extern char *apply_query_value_args(const char *sql, int nargs,
 									const char **args);
+
+
+/* citus.c: targets on a Citus coordinator */
+extern char citus_partmethod(Oid relid);
+extern bool citus_target(const char *target);
+extern List *citus_order_tables(SourceConfig *cfg, List *names);
+extern char *citus_apply_layout(SourceConfig *cfg, const char *table, Oid relid,
+								List *pk);
+extern void citus_check_new_key(Oid relid, const char *target, List *pk);
+extern int64 citus_upsert(const char *target, const char *stage, List *columns,
+						  List *pk, bool soft, bool dedupe, int64 *inserted);
+extern int64 citus_delete_missing(const char *target, const char *keystage,
+								  List *pk, bool soft, const char *filter);
+extern void citus_mirror_multiset(const char *target, const char *stage,
+								  List *columns, DeletesMode deletes,
+								  int64 *inserted, int64 *deleted);
 
 #endif							/* DBSYNC_APPLY_H */

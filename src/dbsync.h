@@ -77,6 +77,10 @@ typedef struct SourceConfig
 	int			batch_size;		/* rows per checkpoint of an initial load */
 	char	   *sync_interval;	/* interval text or NULL */
 	List	   *vector_columns; /* "table.column" (char *) */
+	List	   *distributed_tables; /* patterns: Citus distributed targets */
+	List	   *reference_tables;	/* patterns: Citus reference targets */
+	List	   *distribution_columns;	/* "table.column" (char *) */
+	List	   *colocate_with;	/* "table.other_table" or "table.none" */
 } SourceConfig;
 
 /* How a driver must turn a remote value into COPY text (MySQL family). */
@@ -284,6 +288,7 @@ extern List *effective_pk(RemoteTable *rt, TableState *st);
 /* in run.c */
 struct ForeignServer;
 extern bool table_selected(SourceConfig *cfg, const char *name);
+extern bool name_matches_any(List *patterns, const char *name);
 extern struct ForeignServer *dbsync_server_by_name(const char *name);
 extern void check_server_owner(struct ForeignServer *server);
 

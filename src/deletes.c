@@ -27,19 +27,6 @@
 #include "apply.h"
 #include "source.h"
 
-/* COPY-stream columns for the digests (plain text values). */
-static RemoteColumn *
-digest_column(const char *name, const char *type)
-{
-	RemoteColumn *col = palloc0(sizeof(RemoteColumn));
-
-	col->name = pstrdup(name);
-	col->remote_type = pstrdup(type);
-	col->local_type = pstrdup(type);
-	col->kind = VK_PLAIN;
-	return col;
-}
-
 /* The key's text expressions at the source, or NIL if one has none. */
 static List *
 remote_key_texts(const SourceDriver *drv, RemoteTable *rt, List *pk)
@@ -84,9 +71,9 @@ remote_digests(SourceConn *conn, const char *schema, RemoteTable *rt,
 			   const char *keytext, bool per_bucket)
 {
 	const SourceDriver *drv = conn->driver;
-	List	   *cols = list_make3(digest_column("b", "text"),
-								  digest_column("n", "bigint"),
-								  digest_column("s", "numeric"));
+	List	   *cols = list_make3(stage_column("b", "text"),
+								  stage_column("n", "bigint"),
+								  stage_column("s", "numeric"));
 	char	   *stage = apply_create_stage(cols);
 	char	   *digest = drv->key_digest(keytext);
 	char	   *sql;

@@ -108,7 +108,25 @@ guard_plan_probes(void)
 void
 guard_end(int nest)
 {
+	const char *mode = GetConfigOption("citus.multi_shard_modify_mode", true, false);
+	bool		sequential = mode && strcmp(mode, "sequential") == 0;
+
 	AtEOXact_GUC(false, nest);
+
+	/*
+	 * Citus switches a transaction to sequential mode (SET LOCAL) when it
+	 * creates objects on the workers over one connection each (a new
+	 * schema, say), so that later statements of the transaction see them:
+	 * keep that switch beyond our level, to the end of the transaction.
+	 */
+	if (sequential)
+	{
+		mode = GetConfigOption("citus.multi_shard_modify_mode", true, false);
+		if (mode && strcmp(mode, "sequential") != 0)
+			(void) set_config_option("citus.multi_shard_modify_mode", "sequential",
+									 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+									 true, 0, false);
+	}
 }
 
 /*

@@ -46,7 +46,7 @@
  * values "=" calls equal (1.10 and 1.100, '1 day' and '24:00:00', 0 and -0)
  * and works for types without "=".
  */
-static char *
+char *
 cmp_expr(const char *alias, RemoteColumn *col)
 {
 	return psprintf("%s.%s::pg_catalog.text", alias, quote_identifier(col->name));
@@ -72,7 +72,7 @@ append_row_image(StringInfo buf, List *columns, const char *alias,
 	appendStringInfoString(buf, ")::record");
 }
 
-static void
+void
 append_key_match(StringInfo buf, List *pk, const char *a, const char *b)
 {
 	ListCell   *lc;
@@ -87,7 +87,7 @@ append_key_match(StringInfo buf, List *pk, const char *a, const char *b)
 	}
 }
 
-static void
+void
 append_cmp_list(StringInfo buf, List *columns, const char *alias)
 {
 	ListCell   *lc;
@@ -116,6 +116,8 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	bool		first = true;
 
 	progress_phase("applying");
+	if (citus_target(target))
+		return citus_upsert(target, stage, columns, pk, soft, dedupe, inserted);
 	initStringInfo(&sql);
 	if (inserted)
 		appendStringInfoString(&sql, "WITH up AS (");
@@ -233,6 +235,8 @@ apply_delete_missing(const char *target, const char *keystage, List *pk,
 {
 	StringInfoData sql;
 
+	if (citus_target(target))
+		return citus_delete_missing(target, keystage, pk, soft, filter);
 	initStringInfo(&sql);
 	if (soft)
 		appendStringInfo(&sql, "UPDATE %s t SET _dbsync_deleted = true, "
@@ -250,7 +254,7 @@ apply_delete_missing(const char *target, const char *keystage, List *pk,
 }
 
 /* "c1, c2, ..., cn" */
-static void
+void
 append_numbered(StringInfo buf, int n)
 {
 	int			i;
@@ -321,6 +325,11 @@ apply_mirror_multiset(const char *target, const char *stage, List *columns,
 	bool		soft = deletes == DELETES_SOFT;
 
 	progress_phase("applying");
+	if (citus_target(target))
+	{
+		citus_mirror_multiset(target, stage, columns, deletes, inserted, deleted);
+		return;
+	}
 	*deleted = 0;
 	if (deletes != DELETES_IGNORE)
 		*deleted = multiset_remove_surplus(target, stage, columns, soft);
@@ -386,6 +395,8 @@ apply_upsert_small(const char *target, const char *stage, List *columns,
 	 * before any write, apply_check_writable.)
 	 */
 	progress_phase("applying");
+	if (citus_target(target))
+		return citus_upsert(target, stage, columns, pk, soft, false, inserted);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "UPDATE %s AS t SET ", target);
 	append_set_list(&sql, columns, "s", soft);

@@ -68,6 +68,10 @@ static const OptionDef option_defs[] = {
 	{"ssl_mode", ForeignServerRelationId, OPT_ENUM, "disabled,preferred,required,verify_ca,verify_identity", "mysql"},
 	{"ssl_ca", ForeignServerRelationId, OPT_TEXT, NULL, "mysql"},
 	{"vector_columns", ForeignServerRelationId, OPT_VECTOR_LIST, NULL, NULL},
+	{"distributed_tables", ForeignServerRelationId, OPT_LIST, NULL, NULL},
+	{"reference_tables", ForeignServerRelationId, OPT_LIST, NULL, NULL},
+	{"distribution_columns", ForeignServerRelationId, OPT_VECTOR_LIST, NULL, NULL},
+	{"colocate_with", ForeignServerRelationId, OPT_VECTOR_LIST, NULL, NULL},
 	{"user", UserMappingRelationId, OPT_TEXT, NULL, NULL},
 	{"password", UserMappingRelationId, OPT_TEXT, NULL, NULL},
 	{NULL, InvalidOid, OPT_TEXT, NULL, NULL}
@@ -263,7 +267,9 @@ check_option_value(const OptionDef *d, const char *value)
 						problem = "list";
 				}
 				if (problem)
-					hint = "Give a comma-separated list of table.column names.";
+					hint = strcmp(d->name, "colocate_with") == 0 ?
+						"Give a comma-separated list of table.other_table (or table.none) pairs." :
+						"Give a comma-separated list of table.column names.";
 			}
 			break;
 	}
@@ -470,6 +476,14 @@ source_config_get(Oid serverid)
 			cfg->ssl_ca = value;
 		else if (strcmp(name, "vector_columns") == 0)
 			cfg->vector_columns = split_list_option(value);
+		else if (strcmp(name, "distributed_tables") == 0)
+			cfg->distributed_tables = split_list_option(value);
+		else if (strcmp(name, "reference_tables") == 0)
+			cfg->reference_tables = split_list_option(value);
+		else if (strcmp(name, "distribution_columns") == 0)
+			cfg->distribution_columns = split_list_option(value);
+		else if (strcmp(name, "colocate_with") == 0)
+			cfg->colocate_with = split_list_option(value);
 		else if (strcmp(name, "user") == 0)
 			cfg->user = value;
 		else if (strcmp(name, "password") == 0)

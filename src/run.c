@@ -83,8 +83,9 @@ like_match(const char *pat, const char *name)
 	return *pat == '\0';
 }
 
-static bool
-matches_any(List *patterns, const char *name)
+/* Does name match one of the patterns (% a wildcard)? */
+bool
+name_matches_any(List *patterns, const char *name)
 {
 	ListCell   *lc;
 
@@ -99,9 +100,9 @@ matches_any(List *patterns, const char *name)
 bool
 table_selected(SourceConfig *cfg, const char *name)
 {
-	if (cfg->tables != NIL && !matches_any(cfg->tables, name))
+	if (cfg->tables != NIL && !name_matches_any(cfg->tables, name))
 		return false;
-	return !matches_any(cfg->exclude_tables, name);
+	return !name_matches_any(cfg->exclude_tables, name);
 }
 
 static AclResult
@@ -977,6 +978,7 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 		if (only_table ? strcmp(only_table, rt->name) == 0 : table_selected(cfg, rt->name))
 			names = lappend(names, rt->name);
 	}
+	names = citus_order_tables(cfg, names);
 	run_server_register(out, cfg, names, as_owner.userid, as_owner.sec);
 	foreach(lc, names)
 	{

@@ -55,6 +55,19 @@ static int64 copy_fed = 0;		/* bytes handed to the COPY in progress */
 static int64 copy_limit = 0;	/* stop it there (at a row end), 0: never */
 static int	stage_counter = 0;
 
+/* A column for a stage of our own (plain text values in COPY). */
+RemoteColumn *
+stage_column(const char *name, const char *type)
+{
+	RemoteColumn *col = palloc0(sizeof(RemoteColumn));
+
+	col->name = pstrdup(name);
+	col->remote_type = pstrdup(type);
+	col->local_type = pstrdup(type);
+	col->kind = VK_PLAIN;
+	return col;
+}
+
 /* A temporary staging table with these columns; returns its name. */
 char *
 apply_create_stage(List *columns)
@@ -253,6 +266,12 @@ apply_copy_next(List *columns, const char *relname, int64 limit_bytes,
 	rel = table_openrv(rv, RowExclusiveLock);
 	/* BeginCopyFrom checks nothing: check what COPY FROM would (DoCopy) */
 	apply_check_writable(RelationGetRelid(rel));
+	/* Citus reads such a table from its shards, never from this relation */
+	if (citus_partmethod(RelationGetRelid(rel)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("dbsync would COPY into Citus table %s directly", relname),
+				 errhint("Report this as a dbsync bug; run dbsync_resync() on the table to load it again.")));
 	pstate = make_parsestate(NULL);
 	pstate->p_sourcetext = relname;
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL,

@@ -422,6 +422,9 @@ sync_initial(SyncCtx *cx, bool one_batch)
 	}
 	else
 		res->mode = res->run_mode ? res->run_mode : "resume";
+	/* a Citus table is written through its planner, never by a direct COPY */
+	if (direct && citus_target(cx->target))
+		direct = false;
 	progress_mode(res->mode);
 
 	for (;;)
