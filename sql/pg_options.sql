@@ -78,6 +78,10 @@ CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb',
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', vector_columns 'docs.');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', vector_columns '.embedding');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', vector_columns 'docs.embedding, items');
+-- Citus layout options: table.column / table.other_table pairs
+CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', distribution_columns 'orders');
+CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', colocate_with 'items');
+CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', distributed_tables ' , ');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', tables ' , ');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', exclude_tables '');
 CREATE SERVER bad FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', cursor_columns '');
@@ -99,7 +103,9 @@ CREATE SERVER all_opts FOREIGN DATA WRAPPER dbsync OPTIONS (
     tables 'sensor_%, devices', exclude_tables '%_tmp', cursor_columns 'modified,updated_at',
     lookback '5 minutes', deletes 'soft', batch_size '50000', sync_interval '00:01:00',
     connect_timeout '5', sslmode 'verify-full', sslrootcert '/etc/ssl/yb.crt',
-    vector_columns 'docs.embedding, items.vec');
+    vector_columns 'docs.embedding, items.vec', distributed_tables 'sensor_%',
+    reference_tables 'devices', distribution_columns 'sensor_a.device_id',
+    colocate_with 'sensor_b.sensor_a, sensor_c.none');
 CREATE SERVER tidb_opts FOREIGN DATA WRAPPER dbsync OPTIONS (
     source_type 'tidb', host 'tidb.example', port '4000', dbname 'test',
     ssl_mode 'verify_identity', ssl_ca '/etc/ssl/ca.pem', deletes 'ignore',

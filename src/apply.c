@@ -295,9 +295,9 @@ rekey_target(Oid relid, const char *target, const char *pkname, List *pk)
 						  quote_identifier(pkname)), SPI_OK_UTILITY);
 	if (pk == NIL)
 		return;
-	/* a ctid names no row across Citus shards: all rows out, all read back */
+	/* a ctid names no row across Citus shards */
 	if (citus_partmethod(relid) != 0)
-		spi_exec(psprintf("DELETE FROM %s", target), SPI_OK_DELETE);
+		citus_delete_key_conflicts(target, pk);
 	else
 		delete_key_conflicts(target, pk);
 	initStringInfo(&sql);
@@ -348,9 +348,12 @@ align_existing_target(const char *target, Oid relid, RemoteTable *rt, List *pk,
 		if (oldtype == newtype && oldmod == newmod)
 			continue;
 		if (is_widening(oldtype, oldmod, newtype, newmod))
+		{
+			citus_check_type_change(relid, target, col->name);
 			alters = lappend(alters, psprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s",
 											  target, quote_identifier(col->name),
 											  col->local_type));
+		}
 		else if (reinterprets_values(oldtype, newtype) ||
 				 (name_in_list(pk, col->name) && !is_widening(newtype, newmod, oldtype, oldmod)))
 			ereport(ERROR,

@@ -76,6 +76,9 @@ extern List *citus_order_tables(SourceConfig *cfg, List *names);
 extern char *citus_apply_layout(SourceConfig *cfg, const char *table, Oid relid,
 								List *pk);
 extern void citus_check_new_key(Oid relid, const char *target, List *pk);
+extern void citus_delete_key_conflicts(const char *target, List *pk);
+extern void citus_check_type_change(Oid relid, const char *target,
+									const char *column);
 extern int64 citus_upsert(const char *target, const char *stage, List *columns,
 						  List *pk, bool soft, bool dedupe, int64 *inserted);
 extern int64 citus_delete_missing(const char *target, const char *keystage,

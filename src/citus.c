@@ -160,7 +160,7 @@ colocation_of(SourceConfig *cfg, const char *table, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table %s to co-locate %s with is not a distributed table", withname, name),
-				 errhint("Put \"%s\" in the server option distributed_tables too (a run syncs it before \"%s\"), or correct the server option colocate_with.",
+				 errhint("Put \"%s\" in the server option distributed_tables and sync it first (a run of the whole server syncs it before \"%s\"), or correct the server option colocate_with.",
 						 with, table)));
 	return withname;
 }
@@ -236,22 +236,81 @@ citus_apply_layout(SourceConfig *cfg, const char *table, Oid relid, List *pk)
 List *
 citus_order_tables(SourceConfig *cfg, List *names)
 {
-	List	   *first = NIL;
-	List	   *later = NIL;
-	ListCell   *lc;
+	List	   *ordered = NIL;
+	int			depth;
+	int			n = list_length(names);
 
 	if (cfg->colocate_with == NIL)
 		return names;
-	foreach(lc, names)
+	/* by the length of each table's chain of partners among names */
+	for (depth = 0; depth <= n; depth++)
 	{
-		char	   *with = dotted_option(cfg->colocate_with, lfirst(lc));
+		ListCell   *lc;
 
-		if (with && name_in_list(names, with) && strcmp(with, lfirst(lc)) != 0)
-			later = lappend(later, lfirst(lc));
-		else
-			first = lappend(first, lfirst(lc));
+		foreach(lc, names)
+		{
+			const char *t = lfirst(lc);
+			int			d = 0;
+
+			while (d <= n)
+			{
+				char	   *with = dotted_option(cfg->colocate_with, t);
+
+				if (with == NULL || !name_in_list(names, with) || strcmp(with, t) == 0)
+					break;
+				t = with;
+				d++;
+			}
+			if (d == depth || (depth == n && d > n))
+				ordered = lappend(ordered, lfirst(lc));
+		}
 	}
-	return list_concat(first, later);
+	return ordered;
+}
+
+/*
+ * Delete the target rows with NULLs or duplicates in the new key pk (as
+ * delete_key_conflicts does by ctid on a plain table): the duplicated keys
+ * are collected on the coordinator, then deleted by value.
+ */
+void
+citus_delete_key_conflicts(const char *target, List *pk)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM %s t WHERE (", target);
+	append_name_list(&sql, pk, "t.");
+	appendStringInfoString(&sql, ") OPERATOR(pg_catalog.=) ANY (SELECT ");
+	append_name_list(&sql, pk, "x.");
+	appendStringInfo(&sql, " FROM %s x GROUP BY ", target);
+	append_name_list(&sql, pk, "x.");
+	appendStringInfoString(&sql, " HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1)");
+	foreach(lc, pk)
+		appendStringInfo(&sql, " OR t.%s IS NULL", quote_identifier(lfirst(lc)));
+	spi_exec(sql.data, SPI_OK_DELETE);
+}
+
+/*
+ * Citus does not change the type of a distribution column: say so, with
+ * the way out, before ALTER TABLE fails with Citus's own words.
+ */
+void
+citus_check_type_change(Oid relid, const char *target, const char *column)
+{
+	char	   *col;
+
+	if (citus_partmethod(relid) != 'h')
+		return;
+	col = distribution_column(relid);
+	if (col && strcmp(col, column) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("type of distribution column \"%s\" of table %s changed at the source", column, target),
+				 errdetail("Citus cannot change the type of a distribution column in place."),
+				 errhint("SELECT undistribute_table(%s); then ALTER TABLE ... ALTER COLUMN %s TYPE ..., SELECT dbsync_adopt_table(server, table), and the next run distributes it again.",
+						 quote_literal_cstr(target), quote_identifier(column))));
 }
 
 /*
@@ -382,8 +441,14 @@ citus_delete_missing(const char *target, const char *keystage, List *pk,
 	foreach(lc, pk)
 	{
 		AttrNumber	att = attnameAttNum(rel, lfirst(lc), false);
-		Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), att - 1);
+		Form_pg_attribute a;
 
+		if (att <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("key column \"%s\" is missing from table %s", (char *) lfirst(lc), target),
+					 errhint("Run dbsync_resync() on the table, or give it back the column.")));
+		a = TupleDescAttr(RelationGetDescr(rel), att - 1);
 		keycols = lappend(keycols, stage_column(lfirst(lc),
 												format_type_with_typemod(a->atttypid, a->atttypmod)));
 	}
@@ -410,7 +475,7 @@ citus_delete_missing(const char *target, const char *keystage, List *pk,
 	else
 		appendStringInfo(&sql, "DELETE FROM %s t WHERE (", target);
 	append_name_list(&sql, pk, "t.");
-	appendStringInfoString(&sql, ") IN (SELECT ");
+	appendStringInfoString(&sql, ") OPERATOR(pg_catalog.=) ANY (SELECT ");
 	append_name_list(&sql, pk, "g.");
 	appendStringInfo(&sql, " FROM %s g)", gone);
 	spi_exec(sql.data, soft ? SPI_OK_UPDATE : SPI_OK_DELETE);
@@ -440,11 +505,13 @@ multiset_excess(const char *a, const char *a_where, const char *b,
  * across shards or replicas, and Citus cannot join a local stage in an
  * UPDATE or DELETE of a reference table).  The copies the target has too
  * many of and those it lacks are counted on the coordinator (rows compared
- * as text, as the local mirror does).  With deletes 'ignore' the lacking
- * copies are inserted; otherwise, when anything differs, the target's live
- * rows are deleted (or flagged) and the staged rows inserted: a keyless
- * target on Citus that changed is rewritten whole.  *inserted and *deleted
- * are the copies the target lacked and had too many of.
+ * as text, as the local mirror does).  When the target only lacks copies
+ * (or deletes are ignored), the lacking copies are inserted; when it has
+ * copies the source no longer has, its live rows are deleted (or flagged)
+ * and the staged rows inserted: Citus plans neither a ctid nor a join with
+ * a local table in the UPDATE or DELETE of a reference table, nor a text
+ * image (a STABLE cast) in a distributed one.  *inserted and *deleted are
+ * the rows written.
  */
 void
 citus_mirror_multiset(const char *target, const char *stage, List *columns,
@@ -466,20 +533,23 @@ citus_mirror_multiset(const char *target, const char *stage, List *columns,
 	appendStringInfo(&sql, "INSERT INTO %s (", target);
 	append_columns(&sql, columns, "");
 	appendStringInfoString(&sql, ", _dbsync_synced_at) SELECT ");
-	if (deletes == DELETES_IGNORE)
+	if (*deleted == 0)
 	{
+		/* copies only added (or deletes ignored): insert what is lacking */
 		foreach(lc, columns)
 			appendStringInfo(&sql, "m.c%d::%s, ", ++i, ((RemoteColumn *) lfirst(lc))->local_type);
 		appendStringInfoString(&sql, "pg_catalog.now() FROM (SELECT ");
 		append_cmp_list(&sql, columns, "s");
 		appendStringInfo(&sql, " FROM %s s EXCEPT ALL SELECT ", stage);
 		append_cmp_list(&sql, columns, "x");
-		appendStringInfo(&sql, " FROM %s x) m(", target);
+		appendStringInfo(&sql, " FROM %s x%s) m(", target, live);
 		append_numbered(&sql, list_length(columns));
 		appendStringInfoChar(&sql, ')');
 		spi_exec(sql.data, SPI_OK_INSERT);
+		*inserted = (int64) SPI_processed;
 		return;
 	}
+	/* copies gone at the source: the live rows replaced by the staged ones */
 	append_columns(&sql, columns, "s.");
 	appendStringInfo(&sql, ", pg_catalog.now() FROM %s s", stage);
 	if (soft)
@@ -487,5 +557,7 @@ citus_mirror_multiset(const char *target, const char *stage, List *columns,
 						  "WHERE NOT _dbsync_deleted", target), SPI_OK_UPDATE);
 	else
 		spi_exec(psprintf("DELETE FROM %s", target), SPI_OK_DELETE);
+	*deleted = (int64) SPI_processed;
 	spi_exec(sql.data, SPI_OK_INSERT);
+	*inserted = (int64) SPI_processed;
 }

@@ -208,6 +208,10 @@ cq "ALTER SERVER cit OPTIONS (ADD reference_tables 't%')" >/dev/null
 check "a table in both distributed_tables and reference_tables: an error saying so" \
     eval '[ "$(cq "SELECT count(*) FROM dbsync_run('"'"'cit'"'"', '"'"'t2'"'"') WHERE status = '"'"'error'"'"' AND message LIKE '"'"'%matches both%'"'"'")" = 1 ]'
 cq "ALTER SERVER cit OPTIONS (DROP reference_tables)" >/dev/null
+src_psql -qc "ALTER TABLE cit.t2 ALTER COLUMN id TYPE bigint"
+out=$(run1 cit t2)
+check "the distribution column widened at the source: an error with the way out, not Citus's bare one" \
+    eval '[[ "$out" == *"type of distribution column \"id\""* ]]'
 if cq "ALTER SERVER cit OPTIONS (ADD colocate_with 'nodot')" >/dev/null 2>&1; then
     not_ok "colocate_with without table.other: refused"
 else ok "colocate_with without table.other: refused"; fi
@@ -220,6 +224,10 @@ CREATE SERVER cs FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', 
 CREATE USER MAPPING FOR postgres SERVER cs OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
 SQL
 check "soft deletes into distributed targets: first run ok" test "$(run cs)" = "log2:ok,users:ok"
+src_psql -qc "INSERT INTO cit.log2 VALUES (77, 'appended'), (77, 'appended')"
+check "  ... rows appended to a table without a key: ok" test "$(run cs)" = "log2:ok,users:ok"
+check "  ... only the new copies inserted, nothing flagged" \
+    eval '[ "$(cq "SELECT count(*) FILTER (WHERE _dbsync_deleted) || '"'"':'"'"' || count(*) FROM cs.log2")" = "0:$(src_psql -Atc "SELECT count(*) FROM cit.log2")" ]'
 src_psql -qc "DELETE FROM cit.users WHERE email IN ('u3@x.org', 'u30@x.org'); DELETE FROM cit.log2 WHERE k = 5"
 check "  ... deletes at the source: ok" test "$(run cs)" = "log2:ok,users:ok"
 check "  ... the gone rows flagged, the others live and equal" \
