@@ -95,7 +95,7 @@ pipe_into() {
 pipe_dist() { pipe_into peer.dist; }
 pipe_plain() { pipe_into peer.plain; }
 dbs_reset() { # SERVER: an empty target of the same layout, state forgotten
-    cit -qc "TRUNCATE $1.t" -c "SELECT dbsync_resync('$1', 't')" 2>/dev/null ||
+    cit -qc "TRUNCATE $1.t" -c "SELECT dbsync_resync('$1', 't')" >/dev/null 2>&1 ||
         cit -qc "SELECT dbsync_resync('$1', 't')"
 }
 dbs_reset_dist() { dbs_reset dist; }
@@ -120,9 +120,9 @@ best incr_dist touch_one_pct dbs_incr_dist
 run_ok plain
 best incr_plain touch_one_pct dbs_incr_plain
 run_ok dist
-same() { echo "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM (SELECT $COLS FROM $1) t"; }
-src_sum=$(src_psql -Atc "$(same bench.t)")
-[[ $(cit -Atc "$(same dist.t)") == "$src_sum" && $(cit -Atc "$(same plain.t)") == "$src_sum" ]] ||
+same() { echo "SET TimeZone = 'UTC'; SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM (SELECT $COLS FROM $1) t"; }
+src_sum=$(src_psql -At -c "$(same bench.t)" | tail -1)
+[[ $(cit -At -c "$(same dist.t)" | tail -1) == "$src_sum" && $(cit -At -c "$(same plain.t)" | tail -1) == "$src_sum" ]] ||
     { echo "a target differs from the source" >&2; exit 1; }
 
 mkdir -p "$HERE/results"

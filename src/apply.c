@@ -61,23 +61,35 @@ spi_exec(const char *sql, int expect)
 			 SPI_result_code_string(rc), sql);
 }
 
-/* Run a statement with text parameters $1..$n (none NULL). */
-void
-spi_exec_args(const char *sql, int nargs, const char **args)
+/*
+ * Run sql with text parameters $1..$n (a NULL pointer is SQL NULL), at most
+ * limit rows (0: all); returns SPI's result code.
+ */
+static int
+spi_run_args(const char *sql, int nargs, const char **args, long limit)
 {
 	Oid			types[FUNC_MAX_ARGS];
 	Datum		values[FUNC_MAX_ARGS];
+	char		nulls[FUNC_MAX_ARGS] = {0};
 	int			i;
-	int			rc;
 
 	Assert(nargs <= FUNC_MAX_ARGS);
 	guard_repin();
 	for (i = 0; i < nargs; i++)
 	{
 		types[i] = TEXTOID;
-		values[i] = CStringGetTextDatum(args[i]);
+		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+		nulls[i] = args[i] ? ' ' : 'n';
 	}
-	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	return SPI_execute_with_args(sql, nargs, types, values, nulls, false, limit);
+}
+
+/* Run a statement with text parameters $1..$n. */
+void
+spi_exec_args(const char *sql, int nargs, const char **args)
+{
+	int			rc = spi_run_args(sql, nargs, args, 0);
+
 	if (rc < 0)
 		elog(ERROR, "dbsync statement failed (%s): %s", SPI_result_code_string(rc), sql);
 }
@@ -625,21 +637,8 @@ apply_prepare_target(SourceConfig *cfg, RemoteTable *rt, List *pk, bool soft,
 char *
 apply_query_value_args(const char *sql, int nargs, const char **args)
 {
-	Oid			types[FUNC_MAX_ARGS];
-	Datum		values[FUNC_MAX_ARGS];
-	char		nulls[FUNC_MAX_ARGS] = {0};
-	int			i;
-	int			rc;
+	int			rc = spi_run_args(sql, nargs, args, 1);
 
-	Assert(nargs <= FUNC_MAX_ARGS);
-	guard_repin();
-	for (i = 0; i < nargs; i++)
-	{
-		types[i] = TEXTOID;
-		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-		nulls[i] = args[i] ? ' ' : 'n';
-	}
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "dbsync query failed (%s): %s", SPI_result_code_string(rc), sql);
 	if (SPI_processed == 0)

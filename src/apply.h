@@ -20,6 +20,7 @@ extern char *cmp_expr(const char *alias, RemoteColumn *col);
 extern void append_key_match(StringInfo buf, List *pk, const char *a, const char *b);
 extern void append_cmp_list(StringInfo buf, List *columns, const char *alias);
 extern void append_numbered(StringInfo buf, int n);
+extern void append_conflict_head(StringInfo buf, List *pk, bool dedupe);
 extern void append_name_list(StringInfo buf, List *names, const char *prefix);
 extern char *target_name(SourceConfig *cfg, const char *table);
 extern bool same_names(List *a, List *b);

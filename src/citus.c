@@ -374,15 +374,7 @@ citus_upsert(const char *target, const char *stage, List *columns, List *pk,
 	}
 	append_columns(&sql, columns, "s.");
 	appendStringInfo(&sql, ", pg_catalog.now()%s FROM %s s", soft ? ", false" : "", stage);
-	if (dedupe)
-	{
-		appendStringInfoString(&sql, " ORDER BY ");
-		append_name_list(&sql, pk, "s.");
-		appendStringInfoString(&sql, ", s.ctid DESC");
-	}
-	appendStringInfoString(&sql, " ON CONFLICT (");
-	append_name_list(&sql, pk, "");
-	appendStringInfoString(&sql, ") DO UPDATE SET ");
+	append_conflict_head(&sql, pk, dedupe);
 	foreach(lc, columns)
 	{
 		const char *c = quote_identifier(((RemoteColumn *) lfirst(lc))->name);

@@ -102,6 +102,25 @@ append_cmp_list(StringInfo buf, List *columns, const char *alias)
 }
 
 /*
+ * The end of an upsert's SELECT from stage "s" and the head of its ON
+ * CONFLICT clause: with dedupe, the last staged row of a key first (for
+ * DISTINCT ON).
+ */
+void
+append_conflict_head(StringInfo buf, List *pk, bool dedupe)
+{
+	if (dedupe)
+	{
+		appendStringInfoString(buf, " ORDER BY ");
+		append_name_list(buf, pk, "s.");
+		appendStringInfoString(buf, ", s.ctid DESC");
+	}
+	appendStringInfoString(buf, " ON CONFLICT (");
+	append_name_list(buf, pk, "");
+	appendStringInfoString(buf, ") DO UPDATE SET ");
+}
+
+/*
  * Upsert the staged rows into the target, keyed by pk.  Rows identical to
  * the target's (binary image equality, so 1.10 -> 1.100 is a change) are
  * not written.  With dedupe, the last staged row of a key
@@ -180,15 +199,7 @@ apply_upsert(const char *target, const char *stage, List *columns, List *pk,
 	if (how == COMPARE_PROBE)
 		appendStringInfoString(&sql, " OFFSET 0");
 	appendStringInfoChar(&sql, ')');
-	if (dedupe)
-	{
-		appendStringInfoString(&sql, " ORDER BY ");
-		append_name_list(&sql, pk, "s.");
-		appendStringInfoString(&sql, ", s.ctid DESC");
-	}
-	appendStringInfoString(&sql, " ON CONFLICT (");
-	append_name_list(&sql, pk, "");
-	appendStringInfoString(&sql, ") DO UPDATE SET ");
+	append_conflict_head(&sql, pk, dedupe);
 	foreach(lc, columns)
 	{
 		const char *c = quote_identifier(((RemoteColumn *) lfirst(lc))->name);
