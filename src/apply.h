@@ -80,6 +80,8 @@ extern void citus_check_new_key(Oid relid, const char *target, List *pk);
 extern void citus_delete_key_conflicts(const char *target, List *pk);
 extern void citus_check_type_change(Oid relid, const char *target,
 									const char *column);
+extern void citus_insert(const char *target, const char *stage, List *columns,
+						 bool soft);
 extern int64 citus_upsert(const char *target, const char *stage, List *columns,
 						  List *pk, bool soft, bool dedupe, int64 *inserted);
 extern int64 citus_delete_missing(const char *target, const char *keystage,

@@ -411,6 +411,27 @@ citus_upsert(const char *target, const char *stage, List *columns, List *pk,
 }
 
 /*
+ * Insert every staged row (an initial load into an empty target, whose
+ * keys cannot be there): no ON CONFLICT and no RETURNING, so that Citus
+ * streams the rows to the shards in one pass (COPY) instead of through
+ * intermediate results.  A key that is there after all (a writer of its
+ * own) fails the statement: nothing is lost.
+ */
+void
+citus_insert(const char *target, const char *stage, List *columns, bool soft)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s (", target);
+	append_columns(&sql, columns, "");
+	appendStringInfo(&sql, ", _dbsync_synced_at%s) SELECT ", soft ? ", _dbsync_deleted" : "");
+	append_columns(&sql, columns, "s.");
+	appendStringInfo(&sql, ", pg_catalog.now()%s FROM %s s", soft ? ", false" : "", stage);
+	spi_exec(sql.data, SPI_OK_INSERT);
+}
+
+/*
  * apply_delete_missing for a Citus target, in two statements Citus plans
  * for distributed and reference tables alike: the target's keys (among
  * those matching filter) that the stage lacks, into a local table; then a

@@ -386,6 +386,27 @@ mark_key_columns(RemoteTable *rt, List *pk)
 }
 
 /*
+ * Rows of an initial load into an empty target (or after the key of its
+ * last batch), straight in: COPY into the target; for a Citus table, which
+ * is written through Citus's planner only, COPY into a stage and one
+ * INSERT .. SELECT (Citus streams it to the shards).
+ */
+static uint64
+load_direct(SyncCtx *cx, SourceConn *conn, const char *sql, StringInfo last)
+{
+	char	   *stage;
+	uint64		n;
+
+	if (!citus_target(cx->target))
+		return apply_copy(conn, sql, cx->rt->columns, cx->target, last);
+	stage = apply_create_stage(cx->rt->columns);
+	n = apply_copy(conn, sql, cx->rt->columns, stage, last);
+	citus_insert(cx->target, stage, cx->rt->columns, cx->soft);
+	apply_drop_stage(stage);
+	return n;
+}
+
+/*
  * Initial load of a cursor table, in primary-key order, batch_size rows at
  * a time, with a checkpoint (last key) after each batch.  The high-water
  * mark of the cursor is taken when the load starts: rows changed while it
@@ -422,9 +443,6 @@ sync_initial(SyncCtx *cx, bool one_batch)
 	}
 	else
 		res->mode = res->run_mode ? res->run_mode : "resume";
-	/* a Citus table is written through its planner, never by a direct COPY */
-	if (direct && citus_target(cx->target))
-		direct = false;
 	progress_mode(res->mode);
 
 	for (;;)
@@ -446,7 +464,7 @@ sync_initial(SyncCtx *cx, bool one_batch)
 		sql = remote_select_sql(conn->driver, &q);
 		if (direct)
 		{
-			n = apply_copy(conn, sql, rt->columns, cx->target, &last);
+			n = load_direct(cx, conn, sql, &last);
 			res->rows_upserted += (int64) n;
 			total += (int64) n;
 		}

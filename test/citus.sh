@@ -235,6 +235,31 @@ check "  ... the gone rows flagged, the others live and equal" \
           same users "email, name, updated_at, \"Score\"" "cs.users WHERE NOT _dbsync_deleted" &&
           same log2 "k, msg" "cs.log2 WHERE NOT _dbsync_deleted"'
 
+# ---- 8b. a server owner who is not a superuser ------------------------------------
+cit -q <<SQL >/dev/null
+CREATE ROLE cit_owner LOGIN;
+GRANT CREATE ON DATABASE citusdb TO cit_owner;
+GRANT USAGE ON FOREIGN DATA WRAPPER dbsync TO cit_owner;
+SQL
+own() { "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$CITUS_PORT" -U cit_owner -d citusdb "$@"; }
+own <<SQL >/dev/null
+CREATE SERVER co FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
+    port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'cit', target_schema 'co', tables 'users,dim2',
+    distributed_tables 'users', reference_tables 'dim2');
+CREATE USER MAPPING FOR cit_owner SERVER co OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD');
+SQL
+out=$(own -Atc "SELECT string_agg(table_name || ':' || status || coalesce(' ' || message, ''), ',' ORDER BY table_name) FROM dbsync_run('co')")
+check "a non-superuser owner's server: distributed and reference targets, ok" \
+    eval '[[ "$out" == "dim2:ok target made a Citus reference table,users:ok target made a Citus distributed table" ]]'
+[[ "$out" == "dim2:ok target made a Citus reference table,users:ok target made a Citus distributed table" ]] || diag "$out"
+owned_laid_out() {
+    [ "$(cq "SELECT string_agg(tableowner, ',') FROM pg_tables WHERE schemaname = 'co'")" = cit_owner,cit_owner ] &&
+        [ "$(method co.users)$(method co.dim2)" = hsnt ] &&
+        same users 'email, name, updated_at, "Score"' co.users && same dim2 'code, label' co.dim2
+}
+check "  ... owned by that role, laid out, equal to the source" owned_laid_out
+check "  ... and the role gained nothing" test "$(cq "SELECT rolsuper FROM pg_roles WHERE rolname = 'cit_owner'")" = f
+
 # ---- 9. a crash in the middle of a load into a distributed target, then resume -----
 cit -q <<SQL >/dev/null
 CREATE SERVER cb FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1',
