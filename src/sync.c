@@ -43,6 +43,7 @@ typedef struct SyncCtx
 	RemoteColumn *ccol;			/* its column */
 	char	   *target;			/* quoted schema.table */
 	bool		soft;			/* deletes 'soft' */
+	bool		citus;			/* the target is a Citus table */
 	char	   *ceiling;		/* highest storable cursor, NULL = none */
 	char	   *clock_ceiling;	/* the same from the clock alone */
 	char	   *new_cursor;		/* out: cursor value to store */
@@ -659,7 +660,8 @@ read_changes(SyncCtx *cx, ChangeSet *cs, const char *sql)
 	apply_copy_start(cx->conn, sql, cx->rt->columns, NULL);
 	while (more)
 	{
-		bool		chunked = !cs->pending && change_set_small(cx, cs->staged);
+		/* (a Citus statement costs a distributed transaction: one, not many) */
+		bool		chunked = !cx->citus && !cs->pending && change_set_small(cx, cs->staged);
 		uint64		n = apply_copy_next(cx->rt->columns, cs->stage,
 										chunked ? CHANGE_CHUNK_BYTES : 0, &more);
 
@@ -880,6 +882,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		cx.rows_total = 0;
 	}
 	cx.target = target_name(cfg, rt->name);
+	cx.citus = citus_target(cx.target);
 	outdated = state_outdated(&cx, reshaped);
 	drift_note = add_note(drift_note, lost_cursor_note(&cx));
 
