@@ -528,7 +528,7 @@ apply_check_writable(Oid relid)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("target table %s is a Citus append- or range-distributed table", name),
 				 errdetail("dbsync writes Citus hash-distributed, reference and local tables, not tables whose shards the user fills one by one."),
-				 errhint("Make it hash-distributed (SELECT alter_distributed_table(%s, distribution_column := '...')), or exclude the table from the server's tables.",
+				 errhint("Make it hash-distributed (SELECT alter_distributed_table(%s, distribution_column := '...'), then SELECT dbsync_adopt_table(server, table)), or exclude the table from the server's tables.",
 						 quote_literal_cstr(name))));
 	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR,

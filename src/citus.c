@@ -56,7 +56,8 @@ citus_partmethod(Oid relid)
 	char		method = 0;
 
 	/* a stage (temporary) is never Citus's: no lookup per COPY chunk */
-	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP ||
+	if (get_rel_relkind(relid) == '\0' ||
+		get_rel_persistence(relid) == RELPERSISTENCE_TEMP ||
 		!OidIsValid(get_extension_oid("citus", true)))
 		return 0;
 	meta = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
@@ -331,29 +332,43 @@ citus_check_new_key(Oid relid, const char *target, List *pk)
 				 errmsg("new primary key (%s) of table %s lacks its distribution column \"%s\"",
 						apply_name_list_text(pk), target, col),
 				 errdetail("Citus enforces a primary key only when it includes the distribution column."),
-				 errhint("Redistribute the table by a key column first: SELECT alter_distributed_table(%s, distribution_column := '...'); or keep the old key with dbsync_set_table(server, table, primary_key => '{...}').",
+				 errhint("Redistribute the table by a key column first: SELECT alter_distributed_table(%s, distribution_column := '...'), then SELECT dbsync_adopt_table(server, table); or keep the old key with dbsync_set_table(server, table, primary_key => '{...}').",
 						 quote_literal_cstr(target))));
+}
+
+/* "s.c1, s.c2, ..." of the columns but the one named skip (NULL: none) */
+static void
+append_columns_but(StringInfo buf, List *columns, const char *prefix, const char *skip)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, columns)
+	{
+		const char *name = ((RemoteColumn *) lfirst(lc))->name;
+
+		if (skip && strcmp(name, skip) == 0)
+			continue;
+		appendStringInfo(buf, "%s%s%s", first ? "" : ", ", prefix, quote_identifier(name));
+		first = false;
+	}
 }
 
 /* "s.c1, s.c2, ..." of the columns */
 static void
 append_columns(StringInfo buf, List *columns, const char *prefix)
 {
-	ListCell   *lc;
-
-	foreach(lc, columns)
-		appendStringInfo(buf, "%s%s%s", lc == list_head(columns) ? "" : ", ",
-						 prefix, quote_identifier(((RemoteColumn *) lfirst(lc))->name));
+	append_columns_but(buf, columns, prefix, NULL);
 }
 
 /*
  * The upsert of apply_upsert for a Citus target: INSERT .. SELECT from the
  * stage, ON CONFLICT DO UPDATE only where the row image differs (an
- * identical row is neither written nor locked).  The key columns are never
- * set (Citus forbids changing a distribution column; they are equal on
- * conflict anyway).  record_image_eq() rather than *=: Citus deparses the
- * statement for its shards, and a ROW()::record *= ROW()::record comes out
- * there as a comparison column by column.
+ * identical row is neither written nor locked).  record_image_eq() rather
+ * than *=: Citus deparses the statement for its shards, and a
+ * ROW()::record *= ROW()::record comes out there as a comparison column by
+ * column.  (The compared rows start with a constant so that they are never
+ * empty: a table of its distribution column only.)
  */
 int64
 citus_upsert(const char *target, const char *stage, List *columns, List *pk,
@@ -361,6 +376,15 @@ citus_upsert(const char *target, const char *stage, List *columns, List *pk,
 {
 	StringInfoData sql;
 	ListCell   *lc;
+
+	/*
+	 * Citus does not update a distribution column: neither set nor compared
+	 * (equal on conflict; only a binary-different spelling, numeric 1.10
+	 * for 1.100, could differ, and it would be rewritten for ever).  Other
+	 * key columns are set, so that such spellings converge.
+	 */
+	char	   *distcol = distribution_column(RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(target)),
+															   NoLock, false));
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "WITH up AS (INSERT INTO %s AS t (", target);
@@ -379,19 +403,19 @@ citus_upsert(const char *target, const char *stage, List *columns, List *pk,
 	{
 		const char *c = quote_identifier(((RemoteColumn *) lfirst(lc))->name);
 
-		if (name_in_list(pk, ((RemoteColumn *) lfirst(lc))->name))
+		if (distcol && strcmp(((RemoteColumn *) lfirst(lc))->name, distcol) == 0)
 			continue;
 		appendStringInfo(&sql, "%s = EXCLUDED.%s, ", c, c);
 	}
 	appendStringInfoString(&sql, "_dbsync_synced_at = EXCLUDED._dbsync_synced_at");
 	if (soft)
 		appendStringInfoString(&sql, ", _dbsync_deleted = false");
-	appendStringInfoString(&sql, " WHERE NOT pg_catalog.record_image_eq(ROW(");
-	append_columns(&sql, columns, "t.");
+	appendStringInfoString(&sql, " WHERE NOT pg_catalog.record_image_eq(ROW(t._dbsync_synced_at IS NULL, ");
+	append_columns_but(&sql, columns, "t.", distcol);
 	if (soft)
 		appendStringInfoString(&sql, ", t._dbsync_deleted");
-	appendStringInfoString(&sql, "), ROW(");
-	append_columns(&sql, columns, "EXCLUDED.");
+	appendStringInfoString(&sql, "), ROW(false, ");
+	append_columns_but(&sql, columns, "EXCLUDED.", distcol);
 	if (soft)
 		appendStringInfoString(&sql, ", false");
 	appendStringInfoString(&sql, ")) RETURNING (t.xmax OPERATOR(pg_catalog.=) 0) AS ins) "
@@ -531,18 +555,31 @@ citus_mirror_multiset(const char *target, const char *stage, List *columns,
 					  DeletesMode deletes, int64 *inserted, int64 *deleted)
 {
 	bool		soft = deletes == DELETES_SOFT;
-	const char *live = soft ? " WHERE NOT x._dbsync_deleted" : "";
+	char	   *here = apply_create_stage(columns);
 	StringInfoData sql;
 	ListCell   *lc;
 	int			i = 0;
 
-	*inserted = multiset_excess(stage, "", target, live, columns);
-	*deleted = deletes == DELETES_IGNORE ? 0 :
-		multiset_excess(target, live, stage, "", columns);
-	if (*inserted == 0 && *deleted == 0)
-		return;
-
+	/*
+	 * The target's live rows, copied here first: a row's text made on a
+	 * worker would follow that worker's TimeZone, DateStyle ..., not the
+	 * pinned settings of this session that made the stage's.
+	 */
 	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s SELECT ", here);
+	append_columns(&sql, columns, "x.");
+	appendStringInfo(&sql, " FROM %s x%s", target, soft ? " WHERE NOT x._dbsync_deleted" : "");
+	spi_exec(sql.data, SPI_OK_INSERT);
+	*inserted = multiset_excess(stage, "", here, "", columns);
+	*deleted = deletes == DELETES_IGNORE ? 0 :
+		multiset_excess(here, "", stage, "", columns);
+	if (*inserted == 0 && *deleted == 0)
+	{
+		apply_drop_stage(here);
+		return;
+	}
+
+	resetStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (", target);
 	append_columns(&sql, columns, "");
 	appendStringInfoString(&sql, ", _dbsync_synced_at) SELECT ");
@@ -555,11 +592,12 @@ citus_mirror_multiset(const char *target, const char *stage, List *columns,
 		append_cmp_list(&sql, columns, "s");
 		appendStringInfo(&sql, " FROM %s s EXCEPT ALL SELECT ", stage);
 		append_cmp_list(&sql, columns, "x");
-		appendStringInfo(&sql, " FROM %s x%s) m(", target, live);
+		appendStringInfo(&sql, " FROM %s x) m(", here);
 		append_numbered(&sql, list_length(columns));
 		appendStringInfoChar(&sql, ')');
 		spi_exec(sql.data, SPI_OK_INSERT);
 		*inserted = (int64) SPI_processed;
+		apply_drop_stage(here);
 		return;
 	}
 	/* copies gone at the source: the live rows replaced by the staged ones */
@@ -573,4 +611,5 @@ citus_mirror_multiset(const char *target, const char *stage, List *columns,
 	*deleted = (int64) SPI_processed;
 	spi_exec(sql.data, SPI_OK_INSERT);
 	*inserted = (int64) SPI_processed;
+	apply_drop_stage(here);
 }

@@ -390,7 +390,8 @@ mark_key_columns(RemoteTable *rt, List *pk)
  * Rows of an initial load into an empty target (or after the key of its
  * last batch), straight in: COPY into the target; for a Citus table, which
  * is written through Citus's planner only, COPY into a stage and one
- * INSERT .. SELECT (Citus streams it to the shards).
+ * INSERT .. SELECT (Citus streams it to the shards).  In careful mode the
+ * rows are staged one by one where COPY fails, then inserted.
  */
 static uint64
 load_direct(SyncCtx *cx, SourceConn *conn, const char *sql, StringInfo last)
@@ -398,11 +399,16 @@ load_direct(SyncCtx *cx, SourceConn *conn, const char *sql, StringInfo last)
 	char	   *stage;
 	uint64		n;
 
-	if (!citus_target(cx->target))
+	if (!cx->res->careful && !citus_target(cx->target))
 		return apply_copy(conn, sql, cx->rt->columns, cx->target, last);
+	/* a resumed load retried in careful mode (on_row_error 'skip') stages too */
 	stage = apply_create_stage(cx->rt->columns);
-	n = apply_copy(conn, sql, cx->rt->columns, stage, last);
-	citus_insert(cx->target, stage, cx->rt->columns, cx->soft);
+	n = stage_rows(cx->res, conn, sql, cx->rt->columns, stage, last, cx->pk);
+	if (citus_target(cx->target))
+		citus_insert(cx->target, stage, cx->rt->columns, cx->soft);
+	else
+		(void) apply_upsert(cx->target, stage, cx->rt->columns, cx->pk, cx->soft,
+							false, COMPARE_KEY_RANGE, NULL);
 	apply_drop_stage(stage);
 	return n;
 }

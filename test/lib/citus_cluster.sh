@@ -38,6 +38,7 @@ shared_preload_libraries = 'citus,dbsync'
 dbsync.database = '$CITUS_DB'
 max_worker_processes = 16
 max_connections = 100
+$([[ $name == coord ]] || echo "timezone = 'America/New_York'   # workers in a zone of their own")
 EOF
     pg_server_start "$dir" "$DBSYNC_TESTDIR/pg/citus-$name.log"
 }
