@@ -20,6 +20,7 @@ OBJS = \
 	src/stage.o \
 	src/merge.o \
 	src/citus.o \
+	src/pgoutput.o \
 	src/sync.o \
 	src/deletes.o \
 	src/run.o \

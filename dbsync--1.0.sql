@@ -159,6 +159,16 @@ AS 'MODULE_PATHNAME', 'dbsync_generated_sql'
 LANGUAGE C STRICT IMMUTABLE;
 REVOKE ALL ON FUNCTION dbsync.generated_sql(text, text) FROM PUBLIC;
 
+CREATE FUNCTION dbsync.pgoutput_decode(messages bytea[],
+    OUT kind text, OUT relation text, OUT old_kind text, OUT old_row text,
+    OUT new_row text, OUT unchanged text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbsync_pgoutput_decode'
+LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION dbsync.pgoutput_decode(bytea[]) FROM PUBLIC;
+COMMENT ON FUNCTION dbsync.pgoutput_decode(bytea[]) IS
+    'the row changes of pgoutput (proto_version 1) messages, for tests of the decoder';
+
 CREATE FUNCTION public.dbsync_set_table(server name, table_name text,
     primary_key text[] DEFAULT NULL, cursor_column text DEFAULT NULL,
     enabled boolean DEFAULT NULL)

@@ -101,7 +101,7 @@ start_warehouse() {
 
 start_source_pg() {
     pg_init "$SRC_PG_DATADIR"
-    pg_conf "$SRC_PG_DATADIR" "$SRC_PG_PORT" America/New_York
+    pg_conf "$SRC_PG_DATADIR" "$SRC_PG_PORT" America/New_York "wal_level = logical   # log capture (test/pgoutput.sh)"
     pg_server_start "$SRC_PG_DATADIR" "$SRC_PG_LOG" || die "source PG did not start (log: $SRC_PG_LOG)"
     "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SRC_PG_PORT" -U postgres \
         -d postgres >/dev/null <<EOF || die "could not set up the source PG"
