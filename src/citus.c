@@ -32,6 +32,7 @@
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/regproc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -207,6 +208,7 @@ citus_apply_layout(SourceConfig *cfg, const char *table, Oid relid, List *pk)
 	char		want = wanted_layout(cfg, table);
 	char	   *name = quote_qualified_identifier(cfg->target_schema, table);
 	bool		filled;
+	int			nest;
 
 	if (want == 0 || citus_partmethod(relid) != 0)
 		return NULL;
@@ -217,6 +219,10 @@ citus_apply_layout(SourceConfig *cfg, const char *table, Oid relid, List *pk)
 						cfg->server_name, want == 'h' ? "distributed" : "reference"),
 				 errhint("CREATE EXTENSION citus on the coordinator, or drop the server options distributed_tables and reference_tables.")));
 	filled = !apply_is_empty(name);
+	/* Citus's notices ("To remove the local data, run ...") are done here */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (want == 'n')
 		spi_exec_args("SELECT pg_catalog.create_reference_table($1::pg_catalog.regclass)", 1,
 					  (const char **) &name);
@@ -226,6 +232,7 @@ citus_apply_layout(SourceConfig *cfg, const char *table, Oid relid, List *pk)
 	if (filled)
 		spi_exec_args("SELECT pg_catalog.truncate_local_data_after_distributing_table($1::pg_catalog.regclass)",
 					  1, (const char **) &name);
+	AtEOXact_GUC(false, nest);
 	CommandCounterIncrement();
 	return psprintf("target made a Citus %s table", want == 'h' ? "distributed" : "reference");
 }
