@@ -850,7 +850,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set logscale y
-set yrange [0.005:*]
+set yrange [0.001:*]
 set ylabel "seconds (log scale)"
 set xtics rotate by -25 nomirror
 set grid ytics
