@@ -10,6 +10,7 @@ OBJS = \
 	src/source.o \
 	src/conncache.o \
 	src/source_pg.o \
+	src/source_pg_repl.o \
 	src/source_mysql.o \
 	src/mysql_values.o \
 	src/remote_sql.o \

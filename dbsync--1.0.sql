@@ -166,6 +166,16 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dbsync_pgoutput_decode'
 LANGUAGE C STRICT IMMUTABLE;
 REVOKE ALL ON FUNCTION dbsync.pgoutput_decode(bytea[]) FROM PUBLIC;
+
+CREATE FUNCTION dbsync.log_capture_probe(server name, slot text, publication text,
+    schema_name text, table_name text, wait_ms integer,
+    OUT kind text, OUT relation text, OUT row_text text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dbsync_log_capture_probe'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION dbsync.log_capture_probe(name, text, text, text, text, integer) FROM PUBLIC;
+COMMENT ON FUNCTION dbsync.log_capture_probe(name, text, text, text, text, integer) IS
+    'make a logical slot at the source, count a table in its snapshot, stream and acknowledge what follows: a test of the replication client';
 COMMENT ON FUNCTION dbsync.pgoutput_decode(bytea[]) IS
     'the row changes of pgoutput (proto_version 1) messages, for tests of the decoder';
 

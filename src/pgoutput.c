@@ -20,6 +20,7 @@
 #include "utils/memutils.h"
 
 #include "pgoutput.h"
+#include "source.h"
 
 /* A read position in one message. */
 typedef struct PgoReader
@@ -309,31 +310,6 @@ pgo_decode(PgoDecoder *dec, const char *buf, int len, PgoMessage *msg)
 	}
 }
 
-/* A value escaped for COPY text format (as COPY TO writes it). */
-static void
-append_copy_value(StringInfo buf, const char *v)
-{
-	for (; *v; v++)
-	{
-		switch (*v)
-		{
-			case '\\':
-				appendStringInfoString(buf, "\\\\");
-				break;
-			case '\t':
-				appendStringInfoString(buf, "\\t");
-				break;
-			case '\n':
-				appendStringInfoString(buf, "\\n");
-				break;
-			case '\r':
-				appendStringInfoString(buf, "\\r");
-				break;
-			default:
-				appendStringInfoChar(buf, *v);
-		}
-	}
-}
 
 /*
  * A tuple as one line of COPY text (tab-separated, \N for NULL), all its
@@ -356,7 +332,7 @@ pgo_tuple_copy_text(StringInfo buf, const PgoTuple *t, bool key_only,
 			appendStringInfoChar(buf, '\t');
 		first = false;
 		if (t->kinds[i] == 't')
-			append_copy_value(buf, t->values[i]);
+			copy_append_escaped(buf, t->values[i], strlen(t->values[i]));
 		else
 			appendStringInfoString(buf, "\\N");
 	}

@@ -203,12 +203,11 @@ source_detach(void (*fn) (void *arg), void *arg, int budget_s, int keep_fd)
 
 /*
  * Wait until sock is readable (or writable), the latch is set, or timeout_ms
- * passes (-1 = no timeout); process interrupts.  A timeout is an ERROR: the
- * caller asked for a bounded wait (read_timeout, connect_timeout).
+ * passes (-1 = no timeout); process interrupts.  Returns false when the time
+ * ran out with the socket not ready.
  */
-void
-source_check_interrupts_wait(int sock, bool want_write, long timeout_ms,
-							 uint32 wait_event)
+bool
+source_wait_socket(int sock, bool want_write, long timeout_ms, uint32 wait_event)
 {
 	int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
 		(want_write ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE);
@@ -222,7 +221,18 @@ source_check_interrupts_wait(int sock, bool want_write, long timeout_ms,
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	if ((rc & WL_TIMEOUT) && !(rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)))
+	return !((rc & WL_TIMEOUT) && !(rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)));
+}
+
+/*
+ * source_wait_socket(), where a timeout is an ERROR: the caller asked for
+ * a bounded wait (read_timeout, connect_timeout).
+ */
+void
+source_check_interrupts_wait(int sock, bool want_write, long timeout_ms,
+							 uint32 wait_event)
+{
+	if (!source_wait_socket(sock, want_write, timeout_ms, wait_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("timed out waiting for the source after %ld ms", timeout_ms),

@@ -153,6 +153,8 @@ extern void source_forget(SourceConn *conn);
 extern void source_init(void);
 extern void source_detach(void (*fn) (void *arg), void *arg, int budget_s,
 						  int keep_fd);
+extern bool source_wait_socket(int sock, bool want_write, long timeout_ms,
+							   uint32 wait_event);
 extern void source_check_interrupts_wait(int sock, bool want_write,
 										 long timeout_ms, uint32 wait_event);
 extern void copy_append_escaped(StringInfo buf, const char *s, size_t len);

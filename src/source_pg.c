@@ -28,16 +28,8 @@
 
 #include "source.h"
 
-typedef struct PgConn
-{
-	SourceConn	base;
-	PGconn	   *conn;
-	char	   *copy_row;		/* last row handed out, PQfreemem'd next */
-	const char *sql;			/* statement in progress, for errors */
-	char	   *zone;			/* the session's default time zone, quoted */
-} PgConn;
+#include "source_pg.h"
 
-static void pg_close(SourceConn *sconn, bool cancel_running);
 static char *pg_query_value(SourceConn *sconn, const char *sql);
 
 /* What the user can do about a remote SQLSTATE (NULL: nothing specific). */
@@ -132,7 +124,7 @@ pg_connect_failed(PgConn *pc)
 }
 
 /* Report a failed remote operation, forwarding the remote SQLSTATE. */
-static void
+void
 pg_report(PgConn *pc, PGresult *res, const char *what, const char *sql)
 {
 	const char *server = pc->base.cfg->server_name;
@@ -163,7 +155,7 @@ pg_report(PgConn *pc, PGresult *res, const char *what, const char *sql)
 }
 
 /* Wait for the socket, honouring read_timeout. */
-static void
+void
 pg_wait(PgConn *pc, bool want_write)
 {
 	int			t = pc->base.cfg->read_timeout;
@@ -208,7 +200,7 @@ pg_get_last_result(PgConn *pc, const char *what, const char *sql)
 	return last;
 }
 
-static PGresult *
+PGresult *
 pg_exec(PgConn *pc, const char *sql, const char *what)
 {
 	PGresult   *res;
@@ -229,6 +221,17 @@ pg_command(PgConn *pc, const char *sql, const char *what)
 
 static SourceConn *
 pg_connect(SourceConfig *cfg)
+{
+	return &pg_open(cfg, false)->base;
+}
+
+/*
+ * Connect with the server's options and the owner's user mapping, pin the
+ * session's settings and read the source's version.  With replication, a
+ * logical replication connection (replication=database: SQL works too).
+ */
+PgConn *
+pg_open(SourceConfig *cfg, bool replication)
 {
 	const char *keys[16];
 	const char *vals[16];
@@ -262,6 +265,10 @@ pg_connect(SourceConfig *cfg)
 	keys[n] = "connect_timeout"; vals[n++] = tobuf;
 	keys[n] = "application_name"; vals[n++] = "dbsync";
 	keys[n] = "client_encoding"; vals[n++] = GetDatabaseEncodingName();
+	if (replication)
+	{
+		keys[n] = "replication"; vals[n++] = "database";
+	}
 	keys[n] = NULL; vals[n] = NULL;
 
 	if (!AcquireExternalFD())
@@ -351,7 +358,7 @@ pg_connect(SourceConfig *cfg)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	return &pc->base;
+	return pc;
 }
 
 static void
@@ -381,7 +388,7 @@ pg_cancel(PgConn *pc, int timeout_s)
 }
 
 /* Free the connection; never throws (it runs during abort). */
-static void
+void
 pg_close(SourceConn *sconn, bool cancel_running)
 {
 	PgConn	   *pc = (PgConn *) sconn;

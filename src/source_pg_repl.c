@@ -1,0 +1,360 @@
+/*-------------------------------------------------------------------------
+ * source_pg_repl.c
+ *	  The logical replication protocol of the PostgreSQL family (PostgreSQL,
+ *	  YugabyteDB 2024.1.1+): a replication=database connection, a slot made
+ *	  with an exported snapshot (its consistent point), START_REPLICATION
+ *	  with pgoutput proto_version 1, the CopyBoth stream (XLogData,
+ *	  keepalives) and standby status updates.  Second part of log capture
+ *	  (issue 13); the engine does not use it yet.
+ *
+ * Every wait is on the socket with the latch (source_wait_socket):
+ * a cancel or shutdown interrupts a stream within its tick.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "pgoutput.h"
+#include "source_pg.h"
+
+/* A slot name the protocol takes unquoted: [a-z0-9_], at most 63 bytes. */
+static void
+check_slot_name(const char *slot)
+{
+	const char *p;
+
+	for (p = slot; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			break;
+	if (*p || p == slot || p - slot >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid replication slot name \"%s\"", slot),
+				 errhint("Use lower-case letters, digits and underscores, at most %d of them.",
+						 NAMEDATALEN - 1)));
+}
+
+/* Open a logical replication connection to the server's source. */
+PgConn *
+pgrepl_connect(SourceConfig *cfg)
+{
+	return pg_open(cfg, true);
+}
+
+/*
+ * CREATE_REPLICATION_SLOT .. LOGICAL pgoutput EXPORT_SNAPSHOT: the slot's
+ * consistent point and the snapshot that sees exactly the transactions
+ * committed before it (valid until this connection runs its next command).
+ */
+void
+pgrepl_create_slot(PgConn *pc, const char *slot, XLogRecPtr *consistent,
+				   char **snapshot)
+{
+	char	   *sql;
+	PGresult   *res;
+
+	check_slot_name(slot);
+	sql = psprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", slot);
+	res = pg_exec(pc, sql, "create the replication slot");
+	if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 1))
+		pg_report(pc, res, "read the new replication slot", sql);
+	*consistent = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
+												  CStringGetDatum(PQgetvalue(res, 0, 1))));
+	*snapshot = PQgetisnull(res, 0, 2) ? NULL : pstrdup(PQgetvalue(res, 0, 2));
+	PQclear(res);
+}
+
+/* Drop a slot (the connection must not be streaming). */
+void
+pgrepl_drop_slot(PgConn *pc, const char *slot)
+{
+	check_slot_name(slot);
+	PQclear(pg_exec(pc, psprintf("DROP_REPLICATION_SLOT %s", slot), "drop the replication slot"));
+}
+
+/* START_REPLICATION of the slot from "from", publication's tables only. */
+void
+pgrepl_start(PgConn *pc, const char *slot, XLogRecPtr from, const char *publication)
+{
+	char	   *sql;
+	PGresult   *res;
+
+	check_slot_name(slot);
+	sql = psprintf("START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names %s)",
+				   slot, LSN_FORMAT_ARGS(from),
+				   quote_literal_cstr(quote_identifier(publication)));
+	if (!PQsendQuery(pc->conn, sql))
+		pg_report(pc, NULL, "start replication", sql);
+	for (;;)
+	{
+		while (PQisBusy(pc->conn))
+		{
+			pg_wait(pc, false);
+			if (!PQconsumeInput(pc->conn))
+				pg_report(pc, NULL, "start replication", sql);
+		}
+		res = PQgetResult(pc->conn);
+		if (res == NULL || PQresultStatus(res) != PGRES_COPY_BOTH)
+			pg_report(pc, res, "start replication", sql);
+		PQclear(res);
+		break;
+	}
+	pc->base.busy = true;
+}
+
+/*
+ * End the stream (CopyDone) and read what the source sends until it ends
+ * too: a standby status update sent before is then processed.
+ */
+void
+pgrepl_stop(PgConn *pc)
+{
+	PGresult   *res;
+	char	   *buf;
+
+	if (PQputCopyEnd(pc->conn, NULL) <= 0)
+		pg_report(pc, NULL, "end the replication stream", NULL);
+	while (PQflush(pc->conn) > 0)
+		pg_wait(pc, true);
+	for (;;)
+	{
+		int			len = PQgetCopyData(pc->conn, &buf, 1);
+
+		if (len > 0)
+		{
+			PQfreemem(buf);
+			continue;
+		}
+		if (len == 0)
+		{
+			pg_wait(pc, false);
+			if (!PQconsumeInput(pc->conn))
+				pg_report(pc, NULL, "end the replication stream", NULL);
+			continue;
+		}
+		break;
+	}
+	while ((res = PQgetResult(pc->conn)) != NULL)
+		PQclear(res);
+	pc->base.busy = false;
+}
+
+/* Big-endian integers of the streaming protocol. */
+static uint64
+be64(const char *p)
+{
+	uint64		v = 0;
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | (uint8) p[i];
+	return v;
+}
+
+static void
+put_be64(char *p, uint64 v)
+{
+	int			i;
+
+	for (i = 7; i >= 0; i--)
+	{
+		p[i] = (char) (v & 0xff);
+		v >>= 8;
+	}
+}
+
+/*
+ * Standby status update: written, flushed and applied up to "flushed" (what
+ * the warehouse committed; the source may release what lies before it).
+ */
+void
+pgrepl_ack(PgConn *pc, XLogRecPtr flushed)
+{
+	char		msg[1 + 8 * 4 + 1];
+
+	msg[0] = 'r';
+	put_be64(msg + 1, flushed);
+	put_be64(msg + 9, flushed);
+	put_be64(msg + 17, flushed);
+	put_be64(msg + 25, (uint64) GetCurrentTimestamp());
+	msg[33] = 0;
+	if (PQputCopyData(pc->conn, msg, sizeof(msg)) <= 0)
+		pg_report(pc, NULL, "acknowledge the replication position", NULL);
+	while (PQflush(pc->conn) > 0)
+		pg_wait(pc, true);
+}
+
+/*
+ * The next pgoutput message of the stream, waiting at most timeout_ms:
+ * returns its length (*data points into *chunk, which the caller frees with
+ * PQfreemem, and *lsn is its WAL start), 0 when none came in time (after
+ * answering a keepalive that asked for a reply with *acked), -1 when the
+ * source ended the stream.
+ */
+int
+pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
+			const char **data, XLogRecPtr *lsn)
+{
+	TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz) timeout_ms * 1000;
+
+	for (;;)
+	{
+		char	   *buf = NULL;
+		int			len = PQgetCopyData(pc->conn, &buf, 1);
+
+		if (len == 0)
+		{
+			long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+
+			if (left <= 0)
+				return 0;
+			(void) source_wait_socket(PQsocket(pc->conn), false, Min(left, 1000L),
+									  PG_WAIT_EXTENSION);
+			if (!PQconsumeInput(pc->conn))
+				pg_report(pc, NULL, "read the replication stream", NULL);
+			continue;
+		}
+		if (len == -1)
+			return -1;
+		if (len < 0)
+			pg_report(pc, NULL, "read the replication stream", NULL);
+		if (buf[0] == 'w' && len >= 25)
+		{
+			*chunk = buf;
+			*data = buf + 25;
+			*lsn = be64(buf + 1);
+			return len - 25;
+		}
+		if (buf[0] == 'k' && len >= 18 && buf[17])
+			pgrepl_ack(pc, acked);
+		PQfreemem(buf);
+	}
+}
+
+/*
+ * dbsync.log_capture_probe(server, slot, publication, schema, table,
+ * wait_ms): make the slot, count the rows of the table in its exported
+ * snapshot (over a
+ * second, ordinary connection), stream the changes after the consistent
+ * point for wait_ms, acknowledge them, and return the snapshot's count and
+ * the decoded changes.  A test of the protocol client and of the handover
+ * (no change both in the snapshot and in the stream, none in neither).
+ * Superuser; the slot stays (the caller drops it).
+ */
+PG_FUNCTION_INFO_V1(dbsync_log_capture_probe);
+
+Datum
+dbsync_log_capture_probe(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ForeignServer *server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
+	char	   *slot = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *publication = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *schema = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(4));
+	int			wait_ms = PG_GETARG_INT32(5);
+	SourceConfig *cfg = source_config_get(server->serverid);
+	PgConn	   *repl = NULL;
+	PgConn	   *reader = NULL;
+	PgoDecoder	dec;
+
+	InitMaterializedSRF(fcinfo, 0);
+	pgo_decoder_init(&dec, CurrentMemoryContext);
+	PG_TRY();
+	{
+		XLogRecPtr	consistent;
+		XLogRecPtr	last = InvalidXLogRecPtr;
+		char	   *snapshot;
+		PGresult   *res;
+		TimestampTz until;
+
+		repl = pgrepl_connect(cfg);
+		pgrepl_create_slot(repl, slot, &consistent, &snapshot);
+		reader = pg_open(cfg, false);
+		PQclear(pg_exec(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ", "begin"));
+		PQclear(pg_exec(reader, psprintf("SET TRANSACTION SNAPSHOT %s", quote_literal_cstr(snapshot)),
+						"import the slot's snapshot"));
+		res = pg_exec(reader, psprintf("SELECT pg_catalog.count(*) FROM %s",
+									   quote_qualified_identifier(schema, table)), "count");
+		{
+			Datum		values[3] = {CStringGetTextDatum("snapshot"), 0,
+			CStringGetTextDatum(PQgetvalue(res, 0, 0))};
+			bool		nulls[3] = {false, true, false};
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		PQclear(res);
+		PQclear(pg_exec(reader, "COMMIT", "commit"));
+		{
+			Datum		values[3] = {CStringGetTextDatum("consistent"), 0,
+			CStringGetTextDatum(psprintf("%X/%X", LSN_FORMAT_ARGS(consistent)))};
+			bool		nulls[3] = {false, true, false};
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		pgrepl_start(repl, slot, consistent, publication);
+		until = GetCurrentTimestamp() + (TimestampTz) wait_ms * 1000;
+		while (GetCurrentTimestamp() < until)
+		{
+			char	   *chunk;
+			const char *data;
+			XLogRecPtr	lsn;
+			int			len = pgrepl_next(repl, 200, last, &chunk, &data, &lsn);
+			PgoMessage	msg;
+
+			if (len < 0)
+				break;
+			if (len == 0)
+				continue;
+			pgo_decode(&dec, data, len, &msg);
+			PQfreemem(chunk);
+			if (msg.kind == PGO_COMMIT)
+				last = msg.end_lsn;
+			if (msg.kind == PGO_INSERT || msg.kind == PGO_UPDATE || msg.kind == PGO_DELETE)
+			{
+				StringInfoData s;
+				Datum		values[3];
+				bool		nulls[3] = {false, false, false};
+
+				initStringInfo(&s);
+				pgo_tuple_copy_text(&s, msg.kind == PGO_DELETE ? &msg.old : &msg.new,
+									msg.kind == PGO_DELETE && msg.oldkind == 'K', msg.rel);
+				s.data[--s.len] = '\0';
+				values[0] = CStringGetTextDatum(msg.kind == PGO_INSERT ? "insert" :
+												msg.kind == PGO_UPDATE ? "update" : "delete");
+				values[1] = CStringGetTextDatum(quote_qualified_identifier(msg.rel->nspname,
+																		   msg.rel->relname));
+				values[2] = CStringGetTextDatum(s.data);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			}
+		}
+		if (!XLogRecPtrIsInvalid(last))
+		{
+			Datum		values[3] = {CStringGetTextDatum("acked"), 0,
+			CStringGetTextDatum(psprintf("%X/%X", LSN_FORMAT_ARGS(last)))};
+			bool		nulls[3] = {false, true, false};
+
+			pgrepl_ack(repl, last);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		pgrepl_stop(repl);
+	}
+	PG_FINALLY();
+	{
+		if (reader)
+			pg_close(&reader->base, true);
+		if (repl)
+			pg_close(&repl->base, false);
+		pgo_decoder_free(&dec);
+	}
+	PG_END_TRY();
+	return (Datum) 0;
+}
