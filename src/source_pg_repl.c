@@ -266,6 +266,11 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 	PgConn	   *reader = NULL;
 	PgoDecoder	dec;
 
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function log_capture_probe"),
+				 errhint("It is a test of the replication client: run it as a superuser.")));
 	InitMaterializedSRF(fcinfo, 0);
 	pgo_decoder_init(&dec, CurrentMemoryContext);
 	PG_TRY();
