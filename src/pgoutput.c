@@ -22,6 +22,13 @@
 #include "pgoutput.h"
 #include "source.h"
 
+/* The decoder's relations: a description is replaced, never changed. */
+typedef struct PgoRelEntry
+{
+	uint32		relid;
+	PgoRelation *rel;
+} PgoRelEntry;
+
 /* A read position in one message. */
 typedef struct PgoReader
 {
@@ -37,8 +44,8 @@ pgo_short(PgoReader *r, const char *what)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_PROTOCOL_VIOLATION),
-			 errmsg("logical replication message '%c' is cut short at %s (byte %d of %d)",
-					r->len > 0 ? r->buf[0] : '?', what, r->pos, r->len),
+			 errmsg("logical replication message 0x%02x is cut short at %s (byte %d of %d)",
+					r->len > 0 ? (uint8) r->buf[0] : 0, what, r->pos, r->len),
 			 errhint("The source sent a message dbsync cannot read: check that it speaks pgoutput proto_version 1, then run dbsync_resync() on the server.")));
 }
 
@@ -110,7 +117,7 @@ pgo_decoder_init(PgoDecoder *dec, MemoryContext parent)
 									 ALLOCSET_SMALL_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint32);
-	ctl.entrysize = sizeof(PgoRelation);
+	ctl.entrysize = sizeof(PgoRelEntry);
 	ctl.hcxt = dec->cxt;
 	dec->relations = hash_create("dbsync pgoutput relations", 64, &ctl,
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
@@ -128,7 +135,8 @@ pgo_decoder_free(PgoDecoder *dec)
 static PgoRelation *
 known_relation(PgoDecoder *dec, uint32 relid)
 {
-	PgoRelation *rel = hash_search(dec->relations, &relid, HASH_FIND, NULL);
+	PgoRelEntry *e = hash_search(dec->relations, &relid, HASH_FIND, NULL);
+	PgoRelation *rel = e ? e->rel : NULL;
 
 	if (rel == NULL)
 		ereport(ERROR,
@@ -138,23 +146,28 @@ known_relation(PgoDecoder *dec, uint32 relid)
 	return rel;
 }
 
-/* R: relid, namespace, name, replica identity, columns (flags, name, type, typmod) */
+/*
+ * R: relid, namespace, name, replica identity, columns (flags, name, type,
+ * typmod).  Parsed into a new description, which replaces the old one only
+ * when whole (changes decoded before keep pointing to the old one, which
+ * stays in the decoder's context: Relation messages are few).
+ */
 static void
 read_relation(PgoDecoder *dec, PgoReader *r, PgoMessage *msg)
 {
 	uint32		relid = get32(r, "relation id");
 	MemoryContext old = MemoryContextSwitchTo(dec->cxt);
-	PgoRelation *rel;
-	bool		found;
+	PgoRelation *rel = palloc0(sizeof(PgoRelation));
+	PgoRelEntry *e;
 	int			i;
 
-	rel = hash_search(dec->relations, &relid, HASH_ENTER, &found);
-	/* (a redefinition's old strings stay in the context: Relation messages are rare) */
 	rel->relid = relid;
 	rel->nspname = getstr(r, "namespace");
 	rel->relname = getstr(r, "relation name");
 	rel->replident = (char) get8(r, "replica identity");
 	rel->natts = get16(r, "column count");
+	/* each column takes at least 10 bytes: no allocation beyond the message */
+	need(r, rel->natts * 10, "columns");
 	rel->attnames = palloc0(sizeof(char *) * Max(rel->natts, 1));
 	rel->atttypes = palloc0(sizeof(Oid) * Max(rel->natts, 1));
 	rel->atttypmods = palloc0(sizeof(int32) * Max(rel->natts, 1));
@@ -166,10 +179,12 @@ read_relation(PgoDecoder *dec, PgoReader *r, PgoMessage *msg)
 		rel->atttypes[i] = get32(r, "column type");
 		rel->atttypmods[i] = (int32) get32(r, "column type modifier");
 	}
-	MemoryContextSwitchTo(old);
 	/* an empty namespace is pg_catalog (proto.c) */
 	if (rel->nspname[0] == '\0')
-		rel->nspname = MemoryContextStrdup(dec->cxt, "pg_catalog");
+		rel->nspname = pstrdup("pg_catalog");
+	MemoryContextSwitchTo(old);
+	e = hash_search(dec->relations, &relid, HASH_ENTER, NULL);
+	e->rel = rel;
 	msg->rel = rel;
 }
 
@@ -180,7 +195,7 @@ read_tuple(PgoReader *r, PgoTuple *t, const PgoRelation *rel)
 	int			i;
 
 	t->ncols = get16(r, "tuple column count");
-	if (t->ncols > rel->natts)
+	if (t->ncols != rel->natts)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("logical replication tuple of relation \"%s.%s\" has %d columns, its Relation message %d",
@@ -199,8 +214,8 @@ read_tuple(PgoReader *r, PgoTuple *t, const PgoRelation *rel)
 		if (kind != 't')
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("logical replication column of kind '%c' in relation \"%s.%s\"",
-							kind, rel->nspname, rel->relname),
+					 errmsg("logical replication column of kind 0x%02x in relation \"%s.%s\"",
+							(uint8) kind, rel->nspname, rel->relname),
 					 errhint("dbsync reads text values (pgoutput without the binary option).")));
 		len = get32(r, "column length");
 		need(r, (int) len, "column value");
@@ -236,9 +251,12 @@ read_truncate(PgoDecoder *dec, PgoReader *r, PgoMessage *msg)
 {
 	int			i;
 
-	msg->ntruncate = (int) get32(r, "relation count");
+	uint32		n = get32(r, "relation count");
+
 	msg->truncate_options = get8(r, "truncate options");
-	need(r, msg->ntruncate * 4, "truncated relations");
+	if (n > (uint32) (r->len - r->pos) / 4)
+		pgo_short(r, "truncated relations");
+	msg->ntruncate = (int) n;
 	msg->truncated = palloc(sizeof(PgoRelation *) * Max(msg->ntruncate, 1));
 	for (i = 0; i < msg->ntruncate; i++)
 		msg->truncated[i] = known_relation(dec, get32(r, "relation id"));
@@ -305,7 +323,7 @@ pgo_decode(PgoDecoder *dec, const char *buf, int len, PgoMessage *msg)
 		default:
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("unknown logical replication message type '%c'", type),
+					 errmsg("unknown logical replication message type 0x%02x", (uint8) type),
 					 errhint("dbsync reads pgoutput proto_version 1 without streaming of in-progress transactions.")));
 	}
 }

@@ -544,6 +544,13 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 				sync_table(cfg, *conn, rt, out->commit_batches, &res);
 				if (res.done)
 					run_record_success(out, rec, total, &res);
+				/*
+				 * Selected and synced: no longer parked, in the same
+				 * transaction as its rows (the unpark at registration skips a
+				 * row another process held at that moment).
+				 */
+				if (table_selected(cfg, rt->name))
+					catalog_unpark(cfg->server_name, list_make1(rt->name));
 			}
 			if (res.message)
 				res.message = MemoryContextStrdup(sx.cxt, res.message);

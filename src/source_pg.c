@@ -208,6 +208,9 @@ pg_exec(PgConn *pc, const char *sql, const char *what)
 	pc->base.busy = true;
 	if (!PQsendQuery(pc->conn, sql))
 		pg_report(pc, NULL, what, sql);
+	/* (a non-blocking connection may keep part of it: send it all) */
+	while (PQflush(pc->conn) > 0)
+		pg_wait(pc, true);
 	res = pg_get_last_result(pc, what, sql);
 	pc->base.busy = false;
 	return res;

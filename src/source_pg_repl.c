@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  * source_pg_repl.c
- *	  The logical replication protocol of the PostgreSQL family (PostgreSQL,
- *	  YugabyteDB 2024.1.1+): a replication=database connection, a slot made
- *	  with an exported snapshot (its consistent point), START_REPLICATION
+ *	  The logical replication protocol of the PostgreSQL family: a
+ *	  replication=database connection, a slot made with an exported
+ *	  snapshot (its consistent point; PostgreSQL only so far: YugabyteDB
+ *	  exports no snapshot, its handover is yb_read_time), START_REPLICATION
  *	  with pgoutput proto_version 1, the CopyBoth stream (XLogData,
  *	  keepalives) and standby status updates.  Second part of log capture
  *	  (issue 13); the engine does not use it yet.
@@ -42,11 +43,70 @@ check_slot_name(const char *slot)
 						 NAMEDATALEN - 1)));
 }
 
-/* Open a logical replication connection to the server's source. */
+/*
+ * A string literal's inside for the replication command grammar, which
+ * knows no E'' strings: quotes doubled (backslashes are plain there).
+ */
+static char *
+repl_quote(const char *s)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (; *s; s++)
+	{
+		if (*s == '\'')
+			appendStringInfoChar(&buf, '\'');
+		appendStringInfoChar(&buf, *s);
+	}
+	return buf.data;
+}
+
+/* Open a logical replication connection to the server's source (non-blocking). */
 PgConn *
 pgrepl_connect(SourceConfig *cfg)
 {
-	return pg_open(cfg, true);
+	PgConn	   *pc = pg_open(cfg, true);
+
+	/* so that no write (status update, CopyDone) blocks inside libpq */
+	if (PQsetnonblocking(pc->conn, 1) != 0)
+	{
+		pg_close(&pc->base, false);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not make the replication connection to source \"%s\" non-blocking",
+						cfg->server_name),
+				 errhint("Try again; report it if it persists.")));
+	}
+	return pc;
+}
+
+/*
+ * The stream ended (PQgetCopyData() returned -1): the source's error, if it
+ * ended with one.
+ */
+static void
+stream_ended(PgConn *pc)
+{
+	PGresult   *res;
+
+	for (;;)
+	{
+		while (PQisBusy(pc->conn))
+		{
+			pg_wait(pc, false);
+			if (!PQconsumeInput(pc->conn))
+				pg_report(pc, NULL, "read the end of the replication stream", NULL);
+		}
+		res = PQgetResult(pc->conn);
+		if (res == NULL)
+			break;
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_COPY_OUT &&
+			PQresultStatus(res) != PGRES_COPY_BOTH && PQresultStatus(res) != PGRES_TUPLES_OK)
+			pg_report(pc, res, "stream changes", NULL);
+		PQclear(res);
+	}
+	pc->base.busy = false;
 }
 
 /*
@@ -62,13 +122,20 @@ pgrepl_create_slot(PgConn *pc, const char *slot, XLogRecPtr *consistent,
 	PGresult   *res;
 
 	check_slot_name(slot);
+	if (pc->base.flavor && strncmp(pc->base.flavor, "YugabyteDB", 10) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a slot with an exported snapshot cannot be made on %s", pc->base.flavor),
+				 errhint("YugabyteDB's handover (yb_read_time at the slot's commit time) is not implemented yet; use cursor capture.")));
 	sql = psprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", slot);
 	res = pg_exec(pc, sql, "create the replication slot");
 	if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 1))
 		pg_report(pc, res, "read the new replication slot", sql);
 	*consistent = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
 												  CStringGetDatum(PQgetvalue(res, 0, 1))));
-	*snapshot = PQgetisnull(res, 0, 2) ? NULL : pstrdup(PQgetvalue(res, 0, 2));
+	if (PQgetisnull(res, 0, 2))
+		pg_report(pc, res, "read the snapshot of the new replication slot", sql);
+	*snapshot = pstrdup(PQgetvalue(res, 0, 2));
 	PQclear(res);
 }
 
@@ -88,11 +155,12 @@ pgrepl_start(PgConn *pc, const char *slot, XLogRecPtr from, const char *publicat
 	PGresult   *res;
 
 	check_slot_name(slot);
-	sql = psprintf("START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names %s)",
-				   slot, LSN_FORMAT_ARGS(from),
-				   quote_literal_cstr(quote_identifier(publication)));
+	sql = psprintf("START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names '%s')",
+				   slot, LSN_FORMAT_ARGS(from), repl_quote(quote_identifier(publication)));
 	if (!PQsendQuery(pc->conn, sql))
 		pg_report(pc, NULL, "start replication", sql);
+	while (PQflush(pc->conn) > 0)
+		pg_wait(pc, true);
 	for (;;)
 	{
 		while (PQisBusy(pc->conn))
@@ -117,10 +185,12 @@ pgrepl_start(PgConn *pc, const char *slot, XLogRecPtr from, const char *publicat
 void
 pgrepl_stop(PgConn *pc)
 {
-	PGresult   *res;
 	char	   *buf;
+	int			rc;
 
-	if (PQputCopyEnd(pc->conn, NULL) <= 0)
+	while ((rc = PQputCopyEnd(pc->conn, NULL)) == 0)
+		pg_wait(pc, true);
+	if (rc < 0)
 		pg_report(pc, NULL, "end the replication stream", NULL);
 	while (PQflush(pc->conn) > 0)
 		pg_wait(pc, true);
@@ -128,6 +198,7 @@ pgrepl_stop(PgConn *pc)
 	{
 		int			len = PQgetCopyData(pc->conn, &buf, 1);
 
+		CHECK_FOR_INTERRUPTS();
 		if (len > 0)
 		{
 			PQfreemem(buf);
@@ -142,9 +213,7 @@ pgrepl_stop(PgConn *pc)
 		}
 		break;
 	}
-	while ((res = PQgetResult(pc->conn)) != NULL)
-		PQclear(res);
-	pc->base.busy = false;
+	stream_ended(pc);
 }
 
 /* Big-endian integers of the streaming protocol. */
@@ -179,6 +248,7 @@ void
 pgrepl_ack(PgConn *pc, XLogRecPtr flushed)
 {
 	char		msg[1 + 8 * 4 + 1];
+	int			rc;
 
 	msg[0] = 'r';
 	put_be64(msg + 1, flushed);
@@ -186,7 +256,9 @@ pgrepl_ack(PgConn *pc, XLogRecPtr flushed)
 	put_be64(msg + 17, flushed);
 	put_be64(msg + 25, (uint64) GetCurrentTimestamp());
 	msg[33] = 0;
-	if (PQputCopyData(pc->conn, msg, sizeof(msg)) <= 0)
+	while ((rc = PQputCopyData(pc->conn, msg, sizeof(msg))) == 0)
+		pg_wait(pc, true);		/* non-blocking: the buffer is full */
+	if (rc < 0)
 		pg_report(pc, NULL, "acknowledge the replication position", NULL);
 	while (PQflush(pc->conn) > 0)
 		pg_wait(pc, true);
@@ -210,6 +282,7 @@ pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
 		char	   *buf = NULL;
 		int			len = PQgetCopyData(pc->conn, &buf, 1);
 
+		CHECK_FOR_INTERRUPTS();
 		if (len == 0)
 		{
 			long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
@@ -223,19 +296,36 @@ pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
 			continue;
 		}
 		if (len == -1)
+		{
+			stream_ended(pc);
 			return -1;
+		}
 		if (len < 0)
 			pg_report(pc, NULL, "read the replication stream", NULL);
-		if (buf[0] == 'w' && len >= 25)
+		if (buf[0] == 'w' && len > 25)
 		{
 			*chunk = buf;
 			*data = buf + 25;
 			*lsn = be64(buf + 1);
 			return len - 25;
 		}
-		if (buf[0] == 'k' && len >= 18 && buf[17])
-			pgrepl_ack(pc, acked);
-		PQfreemem(buf);
+		if (buf[0] == 'k' && len >= 18)
+		{
+			if (buf[17])
+				pgrepl_ack(pc, acked);
+			PQfreemem(buf);
+			continue;
+		}
+		{
+			uint8		type = (uint8) buf[0];
+
+			PQfreemem(buf);
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("unexpected replication stream message 0x%02x of %d bytes from source \"%s\"",
+							type, len, pc->base.cfg->server_name),
+					 errhint("Check that the source speaks PostgreSQL's logical replication protocol.")));
+		}
 	}
 }
 
@@ -255,15 +345,14 @@ Datum
 dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ForeignServer *server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
 	char	   *slot = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *publication = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *schema = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(4));
 	int			wait_ms = PG_GETARG_INT32(5);
-	SourceConfig *cfg = source_config_get(server->serverid);
-	PgConn	   *repl = NULL;
-	PgConn	   *reader = NULL;
+	SourceConfig *cfg;
+	PgConn	   *volatile repl = NULL;
+	PgConn	   *volatile reader = NULL;
 	PgoDecoder	dec;
 
 	if (!superuser())
@@ -271,6 +360,8 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function log_capture_probe"),
 				 errhint("It is a test of the replication client: run it as a superuser.")));
+	check_slot_name(slot);
+	cfg = source_config_get(GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false)->serverid);
 	InitMaterializedSRF(fcinfo, 0);
 	pgo_decoder_init(&dec, CurrentMemoryContext);
 	PG_TRY();
@@ -289,6 +380,8 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 						"import the slot's snapshot"));
 		res = pg_exec(reader, psprintf("SELECT pg_catalog.count(*) FROM %s",
 									   quote_qualified_identifier(schema, table)), "count");
+		if (PQntuples(res) != 1)
+			pg_report(reader, res, "count the table in the slot's snapshot", NULL);
 		{
 			Datum		values[3] = {CStringGetTextDatum("snapshot"), 0,
 			CStringGetTextDatum(PQgetvalue(res, 0, 0))};

@@ -82,6 +82,17 @@ out=$(bad "ARRAY['\\x5a00'::bytea]")
 check "an unknown message type: an error" eval '[[ "$out" == *"unknown logical replication message type"* ]]'
 out=$(bad "ARRAY['\\x52000000'::bytea]")
 check "a Relation message of 4 bytes: an error" eval '[[ "$out" == *"cut short"* ]]'
+# hostile lengths and counts after a real Relation message of pgo.t (5 columns)
+rel="(SELECT m FROM unnest('$msgs'::bytea[]) u(m) WHERE get_byte(m, 0) = ascii('R') LIMIT 1)"
+relid="substring($rel FROM 2 FOR 4)"
+out=$(bad "ARRAY[$rel, '\\x49'::bytea || $relid || '\\x4e00016e'::bytea]")
+check "a tuple with fewer columns than its relation: an error" eval '[[ "$out" == *"has 1 columns, its Relation message 5"* ]]'
+out=$(bad "ARRAY[$rel, '\\x49'::bytea || $relid || '\\x4e000574ffffffff41'::bytea]")
+check "a column length of 2^32-1: an error, no read" eval '[[ "$out" == *"cut short at column value"* ]]'
+out=$(bad "ARRAY[$rel, '\\x547fffffff00'::bytea || $relid]")
+check "a TRUNCATE naming 2^31-1 relations: an error, no allocation" eval '[[ "$out" == *"cut short at truncated relations"* ]]'
+out=$(bad "ARRAY['\\x5200000001007300740064ffff'::bytea]")
+check "a Relation message claiming 65535 columns in 13 bytes: an error" eval '[[ "$out" == *"cut short at columns"* ]]'
 check "a role that is not a superuser cannot call the decoder" \
     eval '[[ "$(q "SELECT has_function_privilege('"'"'public'"'"', '"'"'dbsync.pgoutput_decode(bytea[])'"'"', '"'"'EXECUTE'"'"')")" == f ]]'
 
