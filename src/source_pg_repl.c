@@ -44,21 +44,23 @@ check_slot_name(const char *slot)
 }
 
 /*
- * A string literal's inside for the replication command grammar, which
- * knows no E'' strings: quotes doubled (backslashes are plain there).
+ * A string literal for the replication command grammar, which knows no E''
+ * strings: quotes doubled (backslashes are plain there).
  */
 static char *
-repl_quote(const char *s)
+repl_literal(const char *s)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '\'');
 	for (; *s; s++)
 	{
 		if (*s == '\'')
 			appendStringInfoChar(&buf, '\'');
 		appendStringInfoChar(&buf, *s);
 	}
+	appendStringInfoChar(&buf, '\'');
 	return buf.data;
 }
 
@@ -155,8 +157,8 @@ pgrepl_start(PgConn *pc, const char *slot, XLogRecPtr from, const char *publicat
 	PGresult   *res;
 
 	check_slot_name(slot);
-	sql = psprintf("START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names '%s')",
-				   slot, LSN_FORMAT_ARGS(from), repl_quote(quote_identifier(publication)));
+	sql = psprintf("START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names %s)",
+				   slot, LSN_FORMAT_ARGS(from), repl_literal(quote_identifier(publication)));
 	if (!PQsendQuery(pc->conn, sql))
 		pg_report(pc, NULL, "start replication", sql);
 	while (PQflush(pc->conn) > 0)
