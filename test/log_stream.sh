@@ -10,10 +10,7 @@ set -euo pipefail
 source "$DBSYNC_REPO/scripts/lib.sh"
 source "$DBSYNC_REPO/test/lib/tap.sh"
 
-if [[ $(src_admin_psql -Atc "SHOW wal_level") != logical ]]; then
-    echo "ok 1 - # SKIP the source PostgreSQL does not run with wal_level = logical"
-    exit 0
-fi
+skip_unless_logical_source
 cleanup() {
     [[ -n ${WRITER:-} ]] && kill "$WRITER" 2>/dev/null || true
     src_admin_psql -q -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'dbsync_test_lcp%' AND NOT active" \

@@ -11,10 +11,7 @@ set -euo pipefail
 source "$DBSYNC_REPO/scripts/lib.sh"
 source "$DBSYNC_REPO/test/lib/tap.sh"
 
-if [[ $(src_admin_psql -Atc "SHOW wal_level") != logical ]]; then
-    echo "ok 1 - # SKIP the source PostgreSQL does not run with wal_level = logical"
-    exit 0
-fi
+skip_unless_logical_source
 cleanup() {
     src_admin_psql -q -c "SELECT pg_drop_replication_slot('dbsync_test_pgo') FROM pg_replication_slots WHERE slot_name = 'dbsync_test_pgo'" \
         -c "DROP PUBLICATION IF EXISTS dbsync_test_pgo" -c "DROP SCHEMA IF EXISTS pgo CASCADE" >/dev/null 2>&1 || true
