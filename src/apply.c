@@ -11,11 +11,6 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/stratnum.h"
-#include "catalog/pg_namespace.h"
-#include "commands/extension.h"
-#include "utils/fmgroids.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -272,13 +267,6 @@ same_names(List *a, List *b)
 	return true;
 }
 
-/*
- * Give the target the primary key now in force at the source.  Rows
- * mirrored under the old key may hold NULLs or duplicates in the new one:
- * those rows (only those) are removed first, and the caller re-reads the
- * whole table in this transaction, so every row the source still has is
- * back when it commits.
- */
 /* Delete the rows that hold NULLs or duplicates in the new key pk. */
 static void
 delete_key_conflicts(const char *target, List *pk)
@@ -296,6 +284,13 @@ delete_key_conflicts(const char *target, List *pk)
 	spi_exec(sql.data, SPI_OK_DELETE);
 }
 
+/*
+ * Give the target the primary key now in force at the source.  Rows
+ * mirrored under the old key may hold NULLs or duplicates in the new one:
+ * those rows (only those) are removed first, and the caller re-reads the
+ * whole table in this transaction, so every row the source still has is
+ * back when it commits.
+ */
 static void
 rekey_target(Oid relid, const char *target, const char *pkname, List *pk)
 {
@@ -486,6 +481,7 @@ void
 apply_check_writable(Oid relid)
 {
 	AclMode		need = ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_DELETE;
+	char		citus;
 	char	   *relname = get_rel_name(relid);
 	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
 	char	   *name;
@@ -523,7 +519,8 @@ apply_check_writable(Oid relid)
 						   GetUserNameFromId(GetUserId(), false)),
 				 errhint("GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s.",
 						 name, quote_identifier(GetUserNameFromId(GetUserId(), false)))));
-	if (citus_partmethod(relid) == 'a' || citus_partmethod(relid) == 'r')
+	citus = citus_partmethod(relid);
+	if (citus == 'a' || citus == 'r')
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("target table %s is a Citus append- or range-distributed table", name),

@@ -50,6 +50,7 @@ char
 citus_partmethod(Oid relid)
 {
 	Oid			meta;
+	Oid			index;
 	Relation	rel;
 	SysScanDesc scan;
 	ScanKeyData key;
@@ -64,9 +65,11 @@ citus_partmethod(Oid relid)
 	meta = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
 	if (!OidIsValid(meta))
 		return 0;
+	/* by Citus's index on logicalrelid when it is there (large clusters) */
+	index = get_relname_relid("pg_dist_partition_logical_relid_index", PG_CATALOG_NAMESPACE);
 	rel = table_open(meta, AccessShareLock);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	scan = systable_beginscan(rel, index, OidIsValid(index), NULL, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 	{

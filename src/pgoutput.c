@@ -357,6 +357,18 @@ pgo_tuple_copy_text(StringInfo buf, const PgoTuple *t, bool key_only,
 	appendStringInfoChar(buf, '\n');
 }
 
+/* A tuple's COPY text line without its newline (for display and tests). */
+char *
+pgo_tuple_text(const PgoTuple *t, bool key_only, const PgoRelation *rel)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	pgo_tuple_copy_text(&s, t, key_only, rel);
+	s.data[--s.len] = '\0';
+	return s.data;
+}
+
 /*
  * dbsync.pgoutput_decode(messages bytea[]): the changes a run of pgoutput
  * messages (as pg_logical_slot_peek_binary_changes() returns them) stands
@@ -414,21 +426,15 @@ dbsync_pgoutput_decode(PG_FUNCTION_ARGS)
 		}
 		if (msg.oldkind)
 		{
-			initStringInfo(&s);
-			pgo_tuple_copy_text(&s, &msg.old, msg.oldkind == 'K', msg.rel);
-			s.data[--s.len] = '\0';	/* the line without its newline */
 			values[2] = CStringGetTextDatum(psprintf("%c", msg.oldkind));
-			values[3] = CStringGetTextDatum(s.data);
+			values[3] = CStringGetTextDatum(pgo_tuple_text(&msg.old, msg.oldkind == 'K', msg.rel));
 			isnull[2] = isnull[3] = false;
 		}
 		if (msg.kind == PGO_INSERT || msg.kind == PGO_UPDATE)
 		{
-			initStringInfo(&s);
-			pgo_tuple_copy_text(&s, &msg.new, false, msg.rel);
-			s.data[--s.len] = '\0';
-			values[4] = CStringGetTextDatum(s.data);
+			values[4] = CStringGetTextDatum(pgo_tuple_text(&msg.new, false, msg.rel));
 			isnull[4] = false;
-			resetStringInfo(&s);
+			initStringInfo(&s);
 			for (c = 0; c < msg.new.ncols; c++)
 				if (msg.new.kinds[c] == 'u')
 					appendStringInfo(&s, "%s%s", s.len ? "," : "", msg.rel->attnames[c]);

@@ -77,5 +77,6 @@ extern void pgo_decoder_free(PgoDecoder *dec);
 extern void pgo_decode(PgoDecoder *dec, const char *buf, int len, PgoMessage *msg);
 extern void pgo_tuple_copy_text(StringInfo buf, const PgoTuple *t, bool key_only,
 								const PgoRelation *rel);
+extern char *pgo_tuple_text(const PgoTuple *t, bool key_only, const PgoRelation *rel);
 
 #endif							/* DBSYNC_PGOUTPUT_H */

@@ -331,6 +331,19 @@ pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
 	}
 }
 
+/* A row (kind, relation or NULL, text) of the probe's result. */
+static void
+put_row(ReturnSetInfo *rsinfo, const char *kind, const char *relation, const char *text)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, relation == NULL, false};
+
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = relation ? CStringGetTextDatum(relation) : (Datum) 0;
+	values[2] = CStringGetTextDatum(text);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
 /*
  * dbsync.log_capture_probe(server, slot, publication, schema, table,
  * wait_ms): make the slot, count the rows of the table in its exported
@@ -384,22 +397,10 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 									   quote_qualified_identifier(schema, table)), "count");
 		if (PQntuples(res) != 1)
 			pg_report(reader, res, "count the table in the slot's snapshot", NULL);
-		{
-			Datum		values[3] = {CStringGetTextDatum("snapshot"), 0,
-			CStringGetTextDatum(PQgetvalue(res, 0, 0))};
-			bool		nulls[3] = {false, true, false};
-
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
+		put_row(rsinfo, "snapshot", NULL, PQgetvalue(res, 0, 0));
 		PQclear(res);
 		PQclear(pg_exec(reader, "COMMIT", "commit"));
-		{
-			Datum		values[3] = {CStringGetTextDatum("consistent"), 0,
-			CStringGetTextDatum(psprintf("%X/%X", LSN_FORMAT_ARGS(consistent)))};
-			bool		nulls[3] = {false, true, false};
-
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
+		put_row(rsinfo, "consistent", NULL, psprintf("%X/%X", LSN_FORMAT_ARGS(consistent)));
 		pgrepl_start(repl, slot, consistent, publication);
 		until = GetCurrentTimestamp() + (TimestampTz) wait_ms * 1000;
 		while (GetCurrentTimestamp() < until)
@@ -419,31 +420,17 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 			if (msg.kind == PGO_COMMIT)
 				last = msg.end_lsn;
 			if (msg.kind == PGO_INSERT || msg.kind == PGO_UPDATE || msg.kind == PGO_DELETE)
-			{
-				StringInfoData s;
-				Datum		values[3];
-				bool		nulls[3] = {false, false, false};
-
-				initStringInfo(&s);
-				pgo_tuple_copy_text(&s, msg.kind == PGO_DELETE ? &msg.old : &msg.new,
-									msg.kind == PGO_DELETE && msg.oldkind == 'K', msg.rel);
-				s.data[--s.len] = '\0';
-				values[0] = CStringGetTextDatum(msg.kind == PGO_INSERT ? "insert" :
-												msg.kind == PGO_UPDATE ? "update" : "delete");
-				values[1] = CStringGetTextDatum(quote_qualified_identifier(msg.rel->nspname,
-																		   msg.rel->relname));
-				values[2] = CStringGetTextDatum(s.data);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-			}
+				put_row(rsinfo,
+						msg.kind == PGO_INSERT ? "insert" : msg.kind == PGO_UPDATE ? "update" : "delete",
+						quote_qualified_identifier(msg.rel->nspname, msg.rel->relname),
+						msg.kind == PGO_DELETE ?
+						pgo_tuple_text(&msg.old, msg.oldkind == 'K', msg.rel) :
+						pgo_tuple_text(&msg.new, false, msg.rel));
 		}
 		if (!XLogRecPtrIsInvalid(last))
 		{
-			Datum		values[3] = {CStringGetTextDatum("acked"), 0,
-			CStringGetTextDatum(psprintf("%X/%X", LSN_FORMAT_ARGS(last)))};
-			bool		nulls[3] = {false, true, false};
-
 			pgrepl_ack(repl, last);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			put_row(rsinfo, "acked", NULL, psprintf("%X/%X", LSN_FORMAT_ARGS(last)));
 		}
 		pgrepl_stop(repl);
 	}

@@ -399,12 +399,12 @@ load_direct(SyncCtx *cx, SourceConn *conn, const char *sql, StringInfo last)
 	char	   *stage;
 	uint64		n;
 
-	if (!cx->res->careful && !citus_target(cx->target))
+	if (!cx->res->careful && !cx->citus)
 		return apply_copy(conn, sql, cx->rt->columns, cx->target, last);
 	/* a resumed load retried in careful mode (on_row_error 'skip') stages too */
 	stage = apply_create_stage(cx->rt->columns);
 	n = stage_rows(cx->res, conn, sql, cx->rt->columns, stage, last, cx->pk);
-	if (citus_target(cx->target))
+	if (cx->citus)
 		citus_insert(cx->target, stage, cx->rt->columns, cx->soft);
 	else
 		(void) apply_upsert(cx->target, stage, cx->rt->columns, cx->pk, cx->soft,
