@@ -22,6 +22,8 @@ OBJS = \
 	src/merge.o \
 	src/citus.o \
 	src/pgoutput.o \
+	src/capture.o \
+	src/capture_apply.o \
 	src/sync.o \
 	src/deletes.o \
 	src/run.o \

@@ -54,6 +54,8 @@ CREATE TABLE dbsync.tables (
     last_message          text,                 -- notes of the last successful run
     cursor_lost           text,                 -- a cursor column gone at the source
     deletes_checked_at    timestamptz,          -- last exact delete check (delete_check_interval)
+    captured_since        pg_lsn,               -- capture 'log': loaded, and its changes applied
+                                                -- from this source position on (NULL: load it)
     next_attempt_at       timestamptz,          -- the auto-sync's next try (schedule, backoff)
     paused_at             timestamptz,
     paused_reason         text,
@@ -70,6 +72,25 @@ CREATE TABLE dbsync.tables (
     PRIMARY KEY (server, table_name)
 );
 REVOKE ALL ON dbsync.tables FROM PUBLIC;
+
+-- capture 'log': one row per server, its slot and the source position applied.
+-- applied_lsn commits in the same local transaction as the rows it brought.
+CREATE TABLE dbsync.captures (
+    server            text PRIMARY KEY,
+    server_oid        oid NOT NULL,
+    slot_name         text NOT NULL,
+    publication       text NOT NULL,
+    publication_ours  boolean NOT NULL,     -- dbsync created it (and drops it)
+    consistent_point  pg_lsn NOT NULL,      -- where the slot began: its snapshot was loaded
+    applied_lsn       pg_lsn NOT NULL,      -- end of the last source transaction applied
+    source_lsn        pg_lsn,               -- end of the source's WAL, as last reported
+    applied_commit_at timestamptz,          -- source commit time of that transaction
+    lag               interval,             -- behind the source, at the last update
+    slot_state        text,                 -- streaming, caught_up, stopped, lost
+    created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at        timestamptz
+);
+REVOKE ALL ON dbsync.captures FROM PUBLIC;
 
 -- One row per synced table, for the servers the current role may use.
 -- security_barrier: a caller's own conditions never see rows of servers it may not use
@@ -115,10 +136,21 @@ SELECT t.server::name AS server,
        t.last_error_class,
        t.last_remote_sql,
        t.last_message,
-       t.deletes_checked_at
+       t.deletes_checked_at,
+       COALESCE((SELECT c.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) c
+                  WHERE c.option_name OPERATOR(pg_catalog.=) 'capture'), 'cursor') AS capture,
+       cap.slot_name,
+       cap.applied_lsn AS capture_position,
+       CASE WHEN t.source_flavor NOT LIKE 'YugabyteDB%' THEN
+            pg_catalog.int8(pg_catalog.pg_lsn_mi(GREATEST(cap.source_lsn, cap.applied_lsn), cap.applied_lsn))
+       END AS capture_lag_bytes,
+       cap.lag AS capture_lag,
+       cap.slot_state
   FROM dbsync.tables t
   JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) t.server
    AND t.server_oid OPERATOR(pg_catalog.=) s.oid     -- not a dropped server's of the same name
+  LEFT JOIN dbsync.captures cap ON cap.server OPERATOR(pg_catalog.=) t.server
+   AND cap.server_oid OPERATOR(pg_catalog.=) s.oid
   LEFT JOIN LATERAL (SELECT o.option_value::pg_catalog.interval AS every
                        FROM pg_catalog.pg_options_to_table(s.srvoptions) o
                       WHERE o.option_name OPERATOR(pg_catalog.=) 'sync_interval') o ON true;
@@ -253,7 +285,10 @@ SELECT s.srvname, NULL, NULL, NULL, NULL, NULL, 'error', NULL, NULL, NULL, NULL,
            AND h.finished_at OPERATOR(pg_catalog.>) COALESCE((SELECT pg_catalog.max(k.finished_at)
                  FROM dbsync.run_history k WHERE k.server_oid OPERATOR(pg_catalog.=) s.oid
                   AND k.table_name IS NULL AND k.status OPERATOR(pg_catalog.=) 'ok'), '-infinity')),
-       NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql, NULL, NULL
+       NULL, NULL, NULL, NULL, r.sqlstate, r.error_class, r.remote_sql, NULL, NULL,
+       COALESCE((SELECT c.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) c
+                  WHERE c.option_name OPERATOR(pg_catalog.=) 'capture'), 'cursor'),
+       NULL, NULL, NULL, NULL, NULL
   FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
  CROSS JOIN LATERAL (SELECT h.* FROM dbsync.run_history h

@@ -41,6 +41,8 @@ extern void apply_copy_start(struct SourceConn *conn, const char *select_sql,
 extern uint64 apply_copy_next(List *columns, const char *relname,
 							  int64 limit_bytes, bool *more);
 extern void apply_copy_end(void);
+extern uint64 apply_copy_buffer(List *columns, const char *relname,
+								const char *data, int len);
 extern char *copy_row_field(const char *row, int index);
 extern uint64 apply_copy_careful(struct SourceConn *conn, const char *select_sql,
 								 List *columns, const char *stage,
@@ -62,6 +64,8 @@ extern int64 apply_upsert_small(const char *target, const char *stage,
 								int64 *inserted);
 extern int64 apply_delete_missing(const char *target, const char *keystage,
 								  List *pk, bool soft, const char *filter);
+extern int64 apply_delete_keys(const char *target, const char *keystage,
+							   List *pk, bool soft);
 extern void apply_mirror_multiset(const char *target, const char *stage,
 								  List *columns, DeletesMode deletes,
 								  int64 *inserted, int64 *deleted);

@@ -401,6 +401,7 @@ catalog_set_table(const char *server, const char *table, Datum pk,
 int64
 catalog_forget_state(const char *server, const char *table)
 {
+	int64		n;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
@@ -410,10 +411,16 @@ catalog_forget_state(const char *server, const char *table)
 		values[1] = CStringGetTextDatum(table);
 	else
 		nulls[1] = 'n';
-	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL, cursor_lost = NULL, deletes_checked_at = NULL "
+	catalog_exec("UPDATE dbsync.tables SET cursor_value = NULL, resume_key = NULL, cursor_lost = NULL, deletes_checked_at = NULL, "
+				 "captured_since = NULL "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND ($2::pg_catalog.text IS NULL OR table_name OPERATOR(pg_catalog.=) $2)",
 				 2, types, values, nulls, SPI_OK_UPDATE);
-	return (int64) SPI_processed;
+	n = (int64) SPI_processed;
+	/* log capture: the whole server is snapshotted again, with a new slot */
+	if (table == NULL)
+		catalog_exec("DELETE FROM dbsync.captures WHERE server OPERATOR(pg_catalog.=) $1",
+					 1, types, values, nulls, SPI_OK_DELETE);
+	return n;
 }
 
 /* Record which product and version the source is. */

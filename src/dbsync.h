@@ -81,6 +81,10 @@ typedef struct SourceConfig
 	List	   *reference_tables;	/* patterns: Citus reference targets */
 	List	   *distribution_columns;	/* "table.column" (char *) */
 	List	   *colocate_with;	/* "table.other_table" or "table.none" */
+	bool		capture_log;	/* capture 'log': logical replication */
+	char	   *slot_name;		/* its slot (default dbsync_<server>) */
+	char	   *publication;	/* its publication */
+	bool		publication_ours;	/* not named: dbsync keeps it */
 } SourceConfig;
 
 /* How a driver must turn a remote value into COPY text (MySQL family). */
@@ -172,6 +176,8 @@ typedef struct SyncResult
 	char	   *notes;			/* out: notes of a step that stopped at a
 								 * checkpoint (said again when the run ends) */
 	char	   *run_notes;		/* in: notes of this run's earlier steps */
+	bool		log_load;		/* in: log capture's load, in the slot's
+								 * snapshot */
 } SyncResult;
 
 /* One table's run, as dbsync.runs records it (history.c). */
@@ -232,6 +238,7 @@ extern bool subxact_is_interrupt(ErrorData *edata);
 /* in options.c */
 extern SourceConfig *source_config_get(Oid serverid);
 extern List *split_list_option(const char *value);
+extern bool slot_name_valid(const char *slot);
 extern Oid	dbsync_fdw_oid(void);
 extern int64 interval_usecs(const char *text);
 
@@ -293,7 +300,7 @@ extern struct ForeignServer *dbsync_server_by_name(const char *name);
 extern void check_server_owner(struct ForeignServer *server);
 
 /* in run.c (also) */
-extern void dbsync_sync_server_batched(Oid serverid);
+extern bool dbsync_sync_server_batched(Oid serverid);
 
 /* in history.c */
 extern int	dbsync_history_retention;

@@ -264,6 +264,27 @@ apply_delete_missing(const char *target, const char *keystage, List *pk,
 	return (int64) SPI_processed;
 }
 
+/*
+ * Delete (soft: flag) the target rows whose keys are in keystage (log
+ * capture's deletes).  Returns the number of rows.
+ */
+int64
+apply_delete_keys(const char *target, const char *keystage, List *pk, bool soft)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	if (soft)
+		appendStringInfo(&sql, "UPDATE %s t SET _dbsync_deleted = true, "
+						 "_dbsync_synced_at = pg_catalog.now() FROM %s s "
+						 "WHERE NOT t._dbsync_deleted AND ", target, keystage);
+	else
+		appendStringInfo(&sql, "DELETE FROM %s t USING %s s WHERE ", target, keystage);
+	append_key_match(&sql, pk, "s", "t");
+	spi_exec(sql.data, soft ? SPI_OK_UPDATE : SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
 /* "c1, c2, ..., cn" */
 void
 append_numbered(StringInfo buf, int n)

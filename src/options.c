@@ -33,7 +33,8 @@ typedef enum OptKind
 	OPT_INTERVAL,
 	OPT_ENUM,
 	OPT_LIST,
-	OPT_VECTOR_LIST
+	OPT_VECTOR_LIST,
+	OPT_SLOT					/* a replication slot name */
 } OptKind;
 
 typedef struct OptionDef
@@ -72,6 +73,9 @@ static const OptionDef option_defs[] = {
 	{"reference_tables", ForeignServerRelationId, OPT_LIST, NULL, NULL},
 	{"distribution_columns", ForeignServerRelationId, OPT_VECTOR_LIST, NULL, NULL},
 	{"colocate_with", ForeignServerRelationId, OPT_VECTOR_LIST, NULL, NULL},
+	{"capture", ForeignServerRelationId, OPT_ENUM, "cursor,log", NULL},
+	{"slot_name", ForeignServerRelationId, OPT_SLOT, NULL, "pg"},
+	{"publication", ForeignServerRelationId, OPT_TEXT, NULL, "pg"},
 	{"user", UserMappingRelationId, OPT_TEXT, NULL, NULL},
 	{"password", UserMappingRelationId, OPT_TEXT, NULL, NULL},
 	{NULL, InvalidOid, OPT_TEXT, NULL, NULL}
@@ -199,6 +203,40 @@ family_of(const char *source_type)
 	return "pg";
 }
 
+/* A slot name the replication protocol takes unquoted. */
+bool
+slot_name_valid(const char *slot)
+{
+	const char *p;
+
+	for (p = slot; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return p > slot && p - slot < NAMEDATALEN;
+}
+
+/*
+ * dbsync_<server> as a slot or publication name: lower case, other than
+ * [a-z0-9_] made '_', at most NAMEDATALEN - 1 bytes.
+ */
+static char *
+default_capture_name(const char *server)
+{
+	char	   *name = psprintf("dbsync_%s", server);
+	char	   *p;
+
+	for (p = name; *p; p++)
+	{
+		if (*p >= 'A' && *p <= 'Z')
+			*p = *p - 'A' + 'a';
+		else if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+			*p = '_';
+	}
+	if (strlen(name) >= NAMEDATALEN)
+		name[NAMEDATALEN - 1] = '\0';
+	return name;
+}
+
 static void
 check_option_value(const OptionDef *d, const char *value)
 {
@@ -250,6 +288,14 @@ check_option_value(const OptionDef *d, const char *value)
 			{
 				problem = "list";
 				hint = "Give a comma-separated list of names; % is a wildcard.";
+			}
+			break;
+		case OPT_SLOT:
+			if (!slot_name_valid(value))
+			{
+				problem = "replication slot name";
+				hint = psprintf("Use lower-case letters, digits and underscores, at most %d of them.",
+								NAMEDATALEN - 1);
 			}
 			break;
 		case OPT_VECTOR_LIST:
@@ -331,9 +377,25 @@ dbsync_validator(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("option \"%s\" does not apply to source_type \"%s\"",
 							d->name, source_type),
-					 errhint("%s", strcmp(d->family, "pg") == 0 ?
+					 errhint("%s", d->kind == OPT_SLOT || strcmp(d->name, "publication") == 0 ?
+							 "Log capture (and its slot and publication) is for PostgreSQL-family sources only." :
+							 strcmp(d->family, "pg") == 0 ?
 							 "MySQL-family sources take \"ssl_mode\" and \"ssl_ca\"." :
 							 "PostgreSQL-family sources take \"sslmode\" and \"sslrootcert\".")));
+	}
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (context == ForeignServerRelationId && strcmp(def->defname, "capture") == 0 &&
+			strcmp(defGetString(def), "log") == 0 && source_type &&
+			strcmp(family_of(source_type), "mysql") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("capture 'log' is not available for source_type \"%s\"", source_type),
+					 errdetail("Log capture speaks PostgreSQL's logical replication protocol; TiDB has no binlog protocol for a MySQL client."),
+					 errhint("Use capture 'cursor' (the default) for TiDB and MySQL sources.")));
 	}
 
 	if (context == ForeignServerRelationId && source_type == NULL)
@@ -484,6 +546,12 @@ source_config_get(Oid serverid)
 			cfg->distribution_columns = split_list_option(value);
 		else if (strcmp(name, "colocate_with") == 0)
 			cfg->colocate_with = split_list_option(value);
+		else if (strcmp(name, "capture") == 0)
+			cfg->capture_log = strcmp(value, "log") == 0;
+		else if (strcmp(name, "slot_name") == 0)
+			cfg->slot_name = value;
+		else if (strcmp(name, "publication") == 0)
+			cfg->publication = value;
 		else if (strcmp(name, "user") == 0)
 			cfg->user = value;
 		else if (strcmp(name, "password") == 0)
@@ -525,6 +593,11 @@ source_config_get(Oid serverid)
 		cfg->schema = mysql_family ? cfg->dbname : "public";
 	if (cfg->target_schema == NULL)
 		cfg->target_schema = cfg->server_name;
+	if (cfg->slot_name == NULL)
+		cfg->slot_name = default_capture_name(cfg->server_name);
+	cfg->publication_ours = cfg->publication == NULL;
+	if (cfg->publication == NULL)
+		cfg->publication = default_capture_name(cfg->server_name);
 	if (cfg->user == NULL)
 		cfg->user = GetUserNameFromId(cfg->owner, false);
 	cfg->password_required = !superuser_arg(cfg->owner);

@@ -37,6 +37,8 @@
 #include "nodes/parsenodes.h"
 
 #include "apply.h"
+#include "capture.h"
+#include "run.h"
 #include "source.h"
 
 PG_FUNCTION_INFO_V1(dbsync_run);
@@ -182,22 +184,6 @@ all_servers(void)
 	return result;
 }
 
-typedef struct RunOutput
-{
-	ReturnSetInfo *rsinfo;		/* NULL: report with NOTICEs (procedure) */
-	const char *server;
-	bool		commit_batches; /* commit after every checkpoint */
-	bool		own_snapshot;	/* we pushed the outer snapshot (worker) */
-	int			guard_nest;		/* guard_begin() level, renewed per commit */
-	const char *trigger;		/* sql | call | worker (dbsync.runs) */
-	bool		scheduled;		/* the auto-sync: due tables only, quietly */
-	int64		run_id;			/* 0 until the first table needs one */
-	int			interval_secs;	/* the server's sync_interval, 0: none */
-	MemoryContext cxt;			/* lives as long as the call (commits too) */
-	StringInfo	failed;			/* "server.table" of the tables that failed */
-	int			nfailed;
-	int			first_errcode;	/* SQLSTATE of the first failure */
-} RunOutput;
 
 /* A failed table, for the ERROR that ends CALL dbsync_sync. */
 static void
@@ -220,7 +206,7 @@ count_failure(RunOutput *out, const char *table)
 	MemoryContextSwitchTo(old);
 }
 
-static void
+void
 emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 	 int64 deleted, TimestampTz started, const char *status,
 	 const char *message)
@@ -264,7 +250,7 @@ emit(RunOutput *out, const char *table, const char *mode, int64 upserted,
 }
 
 /* "message: detail (hint)" for dbsync.status and the run's result. */
-static char *
+char *
 error_text(ErrorData *edata)
 {
 	StringInfoData buf;
@@ -282,7 +268,7 @@ error_text(ErrorData *edata)
 }
 
 /* A table's (or, table NULL, a server's) history row, as it starts. */
-static void
+void
 run_record_init(RunOutput *out, Oid serverid, const char *server,
 				const char *table, RunRecord *rec)
 {
@@ -413,7 +399,7 @@ table_locktag(LOCKTAG *tag, const char *server, const char *table)
  * Take the per-table advisory lock without waiting: for the transaction, or
  * (session) across the commits of a procedure's or worker's run.
  */
-static bool
+bool
 try_lock_table(const char *server, const char *table, bool session)
 {
 	LOCKTAG		tag;
@@ -422,7 +408,7 @@ try_lock_table(const char *server, const char *table, bool session)
 	return LockAcquire(&tag, ExclusiveLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-static void
+void
 unlock_table_session(const char *server, const char *table)
 {
 	LOCKTAG		tag;
@@ -483,7 +469,7 @@ run_record_failure(RunOutput *out, SourceConfig *cfg, RunRecord *rec,
  * back, drop the connection (its state is unknown), stop the run on a real
  * cancel, timeout or shutdown.  Returns the error otherwise.
  */
-static ErrorData *
+ErrorData *
 run_step_failed(Subxact *sx, SourceConn **conn)
 {
 	ErrorData  *edata = subxact_abort(sx);
@@ -503,7 +489,7 @@ run_step_failed(Subxact *sx, SourceConn **conn)
  * Sync one table in a subtransaction.  *conn may be replaced (a connection
  * whose state is unknown after an error is discarded; NULL means reconnect).
  */
-static bool
+bool
 run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 			   RemoteTable *rt, SyncResult *total, RunRecord *rec)
 {
@@ -523,6 +509,7 @@ run_table_step(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 		res.run_upserted = total->rows_upserted;
 		res.run_deleted = total->rows_deleted;
 		res.run_notes = total->run_notes;
+		res.log_load = total->log_load;
 		subxact_begin(&sx);
 		PG_TRY();
 		{
@@ -619,7 +606,7 @@ static void run_table_batches(RunOutput *out, SourceConfig *cfg,
  * auto-sync also waits for its schedule or backoff, and passes over
  * disabled tables without a word.
  */
-static bool
+bool
 table_may_run(RunOutput *out, SourceConfig *cfg, const char *table,
 			  RunRecord *rec)
 {
@@ -636,7 +623,7 @@ table_may_run(RunOutput *out, SourceConfig *cfg, const char *table,
 	return false;
 }
 
-static void
+void
 run_table_begin(RunOutput *out, SourceConfig *cfg, RunRecord *rec)
 {
 	history_open(rec);
@@ -692,7 +679,7 @@ run_table(RunOutput *out, SourceConfig *cfg, SourceConn **conn, RemoteTable *rt,
 }
 
 /* Commit what the run did so far (a procedure's or worker's run). */
-static void
+void
 run_commit(RunOutput *out, Oid run_as, int sec)
 {
 	Oid			save_userid;
@@ -731,7 +718,7 @@ run_table_batches(RunOutput *out, SourceConfig *cfg, SourceConn **conn,
 }
 
 /* Record a server-level failure (connect, discover) for its tables. */
-static void
+void
 record_server_error(RunOutput *out, SourceConfig *cfg, ForeignServer *server,
 					const char *only_table, ErrorData *edata,
 					TimestampTz started)
@@ -849,7 +836,7 @@ run_server_connect(RunOutput *out, ForeignServer *server, const char *only_table
 	return true;
 }
 
-static RemoteTable *
+RemoteTable *
 find_remote_table(List *tables, const char *name)
 {
 	ListCell   *lc;
@@ -987,11 +974,28 @@ run_server(RunOutput *out, const char *server_name, const char *only_table)
 	}
 	names = citus_order_tables(cfg, names);
 	run_server_register(out, cfg, names, as_owner.userid, as_owner.sec);
-	foreach(lc, names)
+	if (cfg->capture_log && !only_table)
+	{
+		found = names != NIL;
+		capture_server(out, server, cfg, &conn, tables, names, as_owner.userid,
+					   as_owner.sec);
+	}
+	else if (cfg->capture_log)
 	{
 		found = true;
-		run_table(out, cfg, &conn, find_remote_table(tables, lfirst(lc)),
-				  as_owner.userid, as_owner.sec);
+		emit(out, only_table, NULL, 0, 0, GetCurrentTimestamp(), "skipped",
+			 psprintf("server \"%s\" captures its tables' changes from the source's log: run dbsync_run(%s) for all of them",
+					  server_name, quote_literal_cstr(server_name)));
+	}
+	else
+	{
+		capture_forget(out, server, cfg, &conn);
+		foreach(lc, names)
+		{
+			found = true;
+			run_table(out, cfg, &conn, find_remote_table(tables, lfirst(lc)),
+					  as_owner.userid, as_owner.sec);
+		}
 	}
 	if (run_server_unsynced(out, cfg, tables, only_table))
 		found = true;
@@ -1104,9 +1108,10 @@ dbsync_sync(PG_FUNCTION_ARGS)
 
 /*
  * Background worker entry: sync one server, committing after every
- * checkpoint.  The caller has started a transaction.
+ * checkpoint.  The caller has started a transaction.  True when a log
+ * capture pass ended well and the stream should go on at once.
  */
-void
+bool
 dbsync_sync_server_batched(Oid serverid)
 {
 	RunOutput	out = {0};
@@ -1127,6 +1132,7 @@ dbsync_sync_server_batched(Oid serverid)
 	PopActiveSnapshot();
 	SPI_finish();
 	guard_end(out.guard_nest);
+	return out.capture_again;
 }
 
 /*

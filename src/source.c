@@ -114,6 +114,25 @@ source_connect(SourceConfig *cfg)
 	return conn;
 }
 
+/* A replication connection for log capture (registered the same way). */
+SourceConn *
+source_log_connect(SourceConfig *cfg)
+{
+	SourceConn *conn;
+
+	if (cfg->driver->log == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("source \"%s\" has no log capture", cfg->server_name),
+				 errhint("Use capture 'cursor' for MySQL-family sources.")));
+	conn = cfg->driver->log->connect(cfg);
+	conn->driver = cfg->driver;
+	conn->cfg = cfg;
+	conn->opened_at = GetCurrentTimestamp();
+	source_register(conn);
+	return conn;
+}
+
 /* Close a healthy connection. */
 void
 source_close(SourceConn *conn)

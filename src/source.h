@@ -20,6 +20,7 @@
 
 #include "dbsync.h"
 #include "lib/stringinfo.h"
+#include "pgoutput.h"
 
 /* Common head of every driver's connection struct. */
 typedef struct SourceConn
@@ -32,8 +33,56 @@ typedef struct SourceConn
 	bool		reused;			/* handed out again by the connection cache */
 	uint64		cache_gen;		/* the cache entry's generation it belongs to */
 	TimestampTz opened_at;
+	char	   *snapshot;		/* begin_snapshot() reads in this exported
+								 * snapshot or read time (log capture) */
 	struct SourceConn *next;	/* registry of open connections */
 } SourceConn;
+
+/* What a log stream's next() found. */
+typedef enum LogEventKind
+{
+	LOG_NOTHING,				/* nothing within the wait */
+	LOG_MESSAGE,				/* a decoded message (row changes in COPY text) */
+	LOG_KEEPALIVE,				/* the source's end of WAL; maybe wants a reply */
+	LOG_END						/* the source ended the stream */
+} LogEventKind;
+
+/*
+ * Log capture (PostgreSQL family): the logical replication protocol with
+ * pgoutput, decoded into PgoMessage (pgoutput.h).  The engine drives it;
+ * only the driver speaks it.
+ */
+typedef struct LogDriver
+{
+	/* a replication connection (the owner's mapping, as connect()) */
+	SourceConn *(*connect) (SourceConfig *cfg);
+	/* does the slot exist, is a process streaming it, has it lost WAL? */
+	bool		(*slot_exists) (SourceConn *conn, const char *slot, bool *active,
+								bool *lost);
+	/* make it: its consistent point and the snapshot (or read time) there */
+	void		(*create_slot) (SourceConn *conn, const char *slot,
+								XLogRecPtr *consistent, char **snapshot);
+	void		(*drop_slot) (SourceConn *conn, const char *slot);
+	/* the source's end of WAL now, or InvalidXLogRecPtr (YugabyteDB) */
+	XLogRecPtr	(*current_position) (SourceConn *conn);
+	void		(*start) (SourceConn *conn, const char *slot, XLogRecPtr from,
+						  const char *publication);
+	LogEventKind (*next) (SourceConn *conn, long timeout_ms, PgoMessage *msg,
+						  XLogRecPtr *wal_end, bool *reply_wanted);
+	void		(*ack) (SourceConn *conn, XLogRecPtr flushed);
+	void		(*stop) (SourceConn *conn);
+
+	/*
+	 * On an ordinary connection: the tables of a publication (schema-local
+	 * names; *exists false when there is none), make it hold exactly these
+	 * tables (created when create), drop it.
+	 */
+	List	   *(*publication_tables) (SourceConn *conn, const char *pub,
+									   const char *schema, bool *exists);
+	void		(*publication_set) (SourceConn *conn, const char *pub, bool create,
+									const char *schema, List *tables);
+	void		(*publication_drop) (SourceConn *conn, const char *pub);
+} LogDriver;
 
 typedef struct SourceDriver
 {
@@ -141,11 +190,15 @@ typedef struct SourceDriver
 	 * the connection's server is used again.
 	 */
 	char	   *(*catalog_version) (SourceConn *conn);
+
+	/* Log capture, or NULL when the source has none (MySQL family). */
+	const LogDriver *log;
 } SourceDriver;
 
 /* in source.c */
 extern const SourceDriver *source_driver_for(const char *source_type);
 extern SourceConn *source_connect(SourceConfig *cfg);
+extern SourceConn *source_log_connect(SourceConfig *cfg);
 extern void source_close(SourceConn *conn);
 extern void source_discard(SourceConn *conn);
 extern void source_register(SourceConn *conn);
@@ -172,6 +225,8 @@ extern void conncache_at_xact_end(void);
 /* in source_pg.c */
 extern const SourceDriver pg_driver;
 extern char *pg_catalog_version_sql(bool yugabyte, const char *schema);
+extern char *pg_snapshot_sql(bool yugabyte, const char *snapshot);
+extern const LogDriver pg_log_driver;
 
 /* in source_mysql.c */
 extern const SourceDriver mysql_driver;

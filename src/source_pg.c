@@ -411,6 +411,7 @@ pg_close(SourceConn *sconn, bool cancel_running)
 		pfree(pc->base.flavor);
 	if (pc->zone)
 		pfree(pc->zone);
+	pgrepl_close_decoder(pc);
 	pfree(pc);
 }
 
@@ -581,11 +582,31 @@ pg_discover(SourceConn *sconn)
 	return tables;
 }
 
+/*
+ * A read transaction in the snapshot a log capture slot exported
+ * (PostgreSQL), or at the commit time its creation returned (YugabyteDB
+ * exports no snapshot: yb_read_time, which needs a superuser there).
+ */
+char *
+pg_snapshot_sql(bool yugabyte, const char *snapshot)
+{
+	const char *begin = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+	if (snapshot == NULL)
+		return pstrdup(begin);
+	if (yugabyte)
+		return psprintf("%s; SET LOCAL yb_read_time TO %s", begin,
+						quote_literal_cstr(psprintf("%s ht", snapshot)));
+	return psprintf("%s; SET TRANSACTION SNAPSHOT %s", begin, quote_literal_cstr(snapshot));
+}
+
 static void
 pg_begin_snapshot(SourceConn *sconn)
 {
 	pg_command((PgConn *) sconn,
-			   "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+			   pg_snapshot_sql(sconn->flavor && strncmp(sconn->flavor, "YugabyteDB", 10) == 0,
+							   sconn->snapshot),
+			   sconn->snapshot ? "read in the replication slot's snapshot" :
 			   "start a read transaction");
 	sconn->in_snapshot = true;
 }
@@ -747,4 +768,5 @@ const SourceDriver pg_driver = {
 	.key_bucket = pg_key_bucket_fast,
 	.local_key_digest = pg_key_digest_fast,
 	.local_key_bucket = pg_key_bucket_fast,
+	.log = &pg_log_driver,
 };

@@ -20,6 +20,7 @@ typedef struct PgConn
 	char	   *copy_row;		/* last row handed out, PQfreemem'd next */
 	const char *sql;			/* statement in progress, for errors */
 	char	   *zone;			/* the session's default time zone, quoted */
+	struct PgoDecoder *dec;		/* a replication stream's relations */
 } PgConn;
 
 extern PgConn *pg_open(SourceConfig *cfg, bool replication);
@@ -38,7 +39,8 @@ extern void pgrepl_start(PgConn *pc, const char *slot, XLogRecPtr from,
 						 const char *publication);
 extern void pgrepl_stop(PgConn *pc);
 extern void pgrepl_ack(PgConn *pc, XLogRecPtr flushed);
-extern int	pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
-						const char **data, XLogRecPtr *lsn);
+extern int	pgrepl_next(PgConn *pc, long timeout_ms, char **chunk, const char **data,
+						XLogRecPtr *lsn, bool *reply_wanted);
+extern void pgrepl_close_decoder(PgConn *pc);
 
 #endif							/* DBSYNC_SOURCE_PG_H */

@@ -30,12 +30,7 @@
 static void
 check_slot_name(const char *slot)
 {
-	const char *p;
-
-	for (p = slot; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
-			break;
-	if (*p || p == slot || p - slot >= NAMEDATALEN)
+	if (!slot_name_valid(slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid replication slot name \"%s\"", slot),
@@ -62,6 +57,12 @@ repl_literal(const char *s)
 	}
 	appendStringInfoChar(&buf, '\'');
 	return buf.data;
+}
+
+static bool
+is_yugabyte(PgConn *pc)
+{
+	return pc->base.flavor && strncmp(pc->base.flavor, "YugabyteDB", 10) == 0;
 }
 
 /* Open a logical replication connection to the server's source (non-blocking). */
@@ -124,12 +125,12 @@ pgrepl_create_slot(PgConn *pc, const char *slot, XLogRecPtr *consistent,
 	PGresult   *res;
 
 	check_slot_name(slot);
-	if (pc->base.flavor && strncmp(pc->base.flavor, "YugabyteDB", 10) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("a slot with an exported snapshot cannot be made on %s", pc->base.flavor),
-				 errhint("YugabyteDB's handover (yb_read_time at the slot's commit time) is not implemented yet; use cursor capture.")));
-	sql = psprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", slot);
+	/*
+	 * YugabyteDB exports no snapshot: the snapshot_name it returns is the
+	 * slot's consistent commit time (a HybridTime), read with yb_read_time.
+	 */
+	sql = psprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput%s", slot,
+				   is_yugabyte(pc) ? "" : " EXPORT_SNAPSHOT");
 	res = pg_exec(pc, sql, "create the replication slot");
 	if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 1))
 		pg_report(pc, res, "read the new replication slot", sql);
@@ -267,17 +268,18 @@ pgrepl_ack(PgConn *pc, XLogRecPtr flushed)
 }
 
 /*
- * The next pgoutput message of the stream, waiting at most timeout_ms:
- * returns its length (*data points into *chunk, which the caller frees with
- * PQfreemem, and *lsn is its WAL start), 0 when none came in time (after
- * answering a keepalive that asked for a reply with *acked), -1 when the
- * source ended the stream.
+ * The next message of the stream, waiting at most timeout_ms: returns the
+ * length of a pgoutput message (*data points into *chunk, which the caller
+ * frees with PQfreemem, and *lsn is the source's end of WAL), 0 when none
+ * came in time, -1 when the source ended the stream, -2 for a keepalive
+ * (*lsn its end of WAL, *reply_wanted whether it asks for a status update).
  */
 int
-pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
-			const char **data, XLogRecPtr *lsn)
+pgrepl_next(PgConn *pc, long timeout_ms, char **chunk, const char **data,
+			XLogRecPtr *lsn, bool *reply_wanted)
 {
 	TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz) timeout_ms * 1000;
+	bool		consumed = false;
 
 	for (;;)
 	{
@@ -289,12 +291,19 @@ pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
 		{
 			long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 
+			/* what already came is read before a wait (or a zero timeout) */
+			if (!consumed)
+			{
+				if (!PQconsumeInput(pc->conn))
+					pg_report(pc, NULL, "read the replication stream", NULL);
+				consumed = true;
+				continue;
+			}
 			if (left <= 0)
 				return 0;
 			(void) source_wait_socket(PQsocket(pc->conn), false, Min(left, 1000L),
 									  PG_WAIT_EXTENSION);
-			if (!PQconsumeInput(pc->conn))
-				pg_report(pc, NULL, "read the replication stream", NULL);
+			consumed = false;
 			continue;
 		}
 		if (len == -1)
@@ -308,15 +317,15 @@ pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
 		{
 			*chunk = buf;
 			*data = buf + 25;
-			*lsn = be64(buf + 1);
+			*lsn = be64(buf + 9);
 			return len - 25;
 		}
 		if (buf[0] == 'k' && len >= 18)
 		{
-			if (buf[17])
-				pgrepl_ack(pc, acked);
+			*lsn = be64(buf + 1);
+			*reply_wanted = buf[17] != 0;
 			PQfreemem(buf);
-			continue;
+			return -2;
 		}
 		{
 			uint8		type = (uint8) buf[0];
@@ -330,6 +339,186 @@ pgrepl_next(PgConn *pc, long timeout_ms, XLogRecPtr acked, char **chunk,
 		}
 	}
 }
+
+/* ---- the LogDriver of the PostgreSQL family ---- */
+
+void
+pgrepl_close_decoder(PgConn *pc)
+{
+	if (pc->dec == NULL)
+		return;
+	pgo_decoder_free(pc->dec);
+	pfree(pc->dec);
+	pc->dec = NULL;
+}
+
+static SourceConn *
+log_connect(SourceConfig *cfg)
+{
+	return &pgrepl_connect(cfg)->base;
+}
+
+static bool
+log_slot_exists(SourceConn *conn, const char *slot, bool *active, bool *lost)
+{
+	PgConn	   *pc = (PgConn *) conn;
+	PGresult   *res;
+	bool		exists;
+
+	/* (YugabyteDB 2024.1 has no wal_status: read it from the row as json) */
+	res = pg_exec(pc, psprintf("SELECT active, pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'wal_status' "
+							   "FROM pg_catalog.pg_replication_slots s WHERE slot_name = %s",
+							   quote_literal_cstr(slot)),
+				  "look for the replication slot");
+	exists = PQntuples(res) == 1;
+	*active = exists && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	*lost = exists && !PQgetisnull(res, 0, 1) && strcmp(PQgetvalue(res, 0, 1), "lost") == 0;
+	PQclear(res);
+	return exists;
+}
+
+static void
+log_create_slot(SourceConn *conn, const char *slot, XLogRecPtr *consistent, char **snapshot)
+{
+	pgrepl_create_slot((PgConn *) conn, slot, consistent, snapshot);
+}
+
+static void
+log_drop_slot(SourceConn *conn, const char *slot)
+{
+	pgrepl_drop_slot((PgConn *) conn, slot);
+}
+
+/* IDENTIFY_SYSTEM's xlogpos (YugabyteDB has no IDENTIFY_SYSTEM). */
+static XLogRecPtr
+log_current_position(SourceConn *conn)
+{
+	PgConn	   *pc = (PgConn *) conn;
+	PGresult   *res;
+	XLogRecPtr	pos;
+
+	if (is_yugabyte(pc))
+		return InvalidXLogRecPtr;
+	res = pg_exec(pc, "IDENTIFY_SYSTEM", "read the source's WAL position");
+	if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 2))
+		pg_report(pc, res, "read the source's WAL position", "IDENTIFY_SYSTEM");
+	pos = DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(PQgetvalue(res, 0, 2))));
+	PQclear(res);
+	return pos;
+}
+
+static void
+log_start(SourceConn *conn, const char *slot, XLogRecPtr from, const char *publication)
+{
+	PgConn	   *pc = (PgConn *) conn;
+
+	pgrepl_close_decoder(pc);
+	pc->dec = MemoryContextAllocZero(TopMemoryContext, sizeof(PgoDecoder));
+	pgo_decoder_init(pc->dec, TopMemoryContext);
+	pgrepl_start(pc, slot, from, publication);
+}
+
+/* The next message, decoded in CurrentMemoryContext (the caller's to reset). */
+static LogEventKind
+log_next(SourceConn *conn, long timeout_ms, PgoMessage *msg, XLogRecPtr *wal_end,
+		 bool *reply_wanted)
+{
+	PgConn	   *pc = (PgConn *) conn;
+	char	   *chunk = NULL;
+	const char *data;
+	int			len;
+
+	*reply_wanted = false;
+	len = pgrepl_next(pc, timeout_ms, &chunk, &data, wal_end, reply_wanted);
+	if (len == 0)
+		return LOG_NOTHING;
+	if (len == -1)
+		return LOG_END;
+	if (len == -2)
+		return LOG_KEEPALIVE;
+	PG_TRY();
+	{
+		pgo_decode(pc->dec, data, len, msg);
+	}
+	PG_FINALLY();
+	{
+		PQfreemem(chunk);
+	}
+	PG_END_TRY();
+	return LOG_MESSAGE;
+}
+
+static void
+log_ack(SourceConn *conn, XLogRecPtr flushed)
+{
+	pgrepl_ack((PgConn *) conn, flushed);
+}
+
+static void
+log_stop(SourceConn *conn)
+{
+	pgrepl_stop((PgConn *) conn);
+}
+
+/* The publication's tables in the schema; *exists false when it is missing. */
+static List *
+log_publication_tables(SourceConn *conn, const char *pub, const char *schema, bool *exists)
+{
+	PgConn	   *pc = (PgConn *) conn;
+	PGresult   *res;
+	List	   *tables = NIL;
+
+	res = pg_exec(pc, psprintf("SELECT p.tablename::text FROM pg_catalog.pg_publication pb "
+							   "LEFT JOIN pg_catalog.pg_publication_tables p ON p.pubname = pb.pubname "
+							   "AND p.schemaname = %s WHERE pb.pubname = %s",
+							   quote_literal_cstr(schema), quote_literal_cstr(pub)),
+				  "read the publication's tables");
+	*exists = PQntuples(res) > 0;
+	for (int i = 0; i < PQntuples(res); i++)
+		if (!PQgetisnull(res, i, 0))
+			tables = lappend(tables, pstrdup(PQgetvalue(res, i, 0)));
+	PQclear(res);
+	return tables;
+}
+
+static void
+log_publication_set(SourceConn *conn, const char *pub, bool create, const char *schema,
+					List *tables)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, create ? "CREATE PUBLICATION %s FOR TABLE " :
+					 "ALTER PUBLICATION %s SET TABLE ", quote_identifier(pub));
+	foreach(lc, tables)
+		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) ? ", " : "",
+						 quote_qualified_identifier(schema, lfirst(lc)));
+	PQclear(pg_exec((PgConn *) conn, sql.data,
+					create ? "create the publication" : "change the publication's tables"));
+}
+
+static void
+log_publication_drop(SourceConn *conn, const char *pub)
+{
+	PQclear(pg_exec((PgConn *) conn, psprintf("DROP PUBLICATION IF EXISTS %s", quote_identifier(pub)),
+					"drop the publication"));
+}
+
+const LogDriver pg_log_driver = {
+	.connect = log_connect,
+	.slot_exists = log_slot_exists,
+	.create_slot = log_create_slot,
+	.drop_slot = log_drop_slot,
+	.current_position = log_current_position,
+	.start = log_start,
+	.next = log_next,
+	.ack = log_ack,
+	.stop = log_stop,
+	.publication_tables = log_publication_tables,
+	.publication_set = log_publication_set,
+	.publication_drop = log_publication_drop,
+};
 
 /* A row (kind, relation or NULL, text) of the probe's result. */
 static void
@@ -408,9 +597,16 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 			char	   *chunk;
 			const char *data;
 			XLogRecPtr	lsn;
-			int			len = pgrepl_next(repl, 200, last, &chunk, &data, &lsn);
+			bool		reply = false;
+			int			len = pgrepl_next(repl, 200, &chunk, &data, &lsn, &reply);
 			PgoMessage	msg;
 
+			if (len == -2)
+			{
+				if (reply)
+					pgrepl_ack(repl, last);
+				continue;
+			}
 			if (len < 0)
 				break;
 			if (len == 0)

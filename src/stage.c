@@ -195,14 +195,16 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 		int			n;
 
 		/* hand over what we have: COPY's line numbers then stay exact */
-		if (got >= minread && copy_pending_len == 0 && copy_conn->driver->row_errors)
+		if (got >= minread && copy_pending_len == 0 && copy_conn &&
+			copy_conn->driver->row_errors)
 			break;
 		if (copy_pending_len == 0)
 		{
 			/* a chunk of the stream is in: this COPY ends, the stream goes on */
 			if (copy_limit > 0 && copy_fed >= copy_limit)
 				break;
-			if (copy_eof ||
+			/* (no connection: apply_copy_buffer's rows, all handed over) */
+			if (copy_eof || copy_conn == NULL ||
 				!copy_conn->driver->stream_next(copy_conn, &copy_pending,
 												&copy_pending_len))
 			{
@@ -297,6 +299,26 @@ apply_copy_end(void)
 	copy_conn = NULL;
 	copy_last_row = NULL;
 	copy_limit = 0;
+}
+
+/*
+ * COPY rows held in memory (COPY text, whole lines) into relation
+ * "relname" (columns in the rows' order).  Returns the number of rows.
+ */
+uint64
+apply_copy_buffer(List *columns, const char *relname, const char *data, int len)
+{
+	uint64		rows;
+	bool		more;
+
+	copy_conn = NULL;
+	copy_pending = data;
+	copy_pending_len = len;
+	copy_eof = false;
+	copy_last_row = NULL;
+	rows = apply_copy_next(columns, relname, 0, &more);
+	apply_copy_end();
+	return rows;
 }
 
 /*

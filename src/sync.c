@@ -564,6 +564,36 @@ sync_full(SyncCtx *cx, const char *why)
 }
 
 /*
+ * Log capture's load of a table, read in the replication slot's snapshot
+ * (the connection's begin_snapshot imports it): an empty target is filled
+ * by COPY straight into it, another one is compared in full (upserts and
+ * deletes).  The stream goes on from the snapshot; no cursor is kept.
+ */
+static void
+sync_log_load(SyncCtx *cx)
+{
+	RemoteQuery q = {0};
+	StringInfoData last;
+
+	if (cx->res->careful || cx->st->pk_override != NIL || !apply_is_empty(cx->target))
+	{
+		sync_full(cx, NULL);
+		return;
+	}
+	cx->res->mode = "initial";
+	progress_mode(cx->res->mode);
+	initStringInfo(&last);
+	q.schema = cx->cfg->schema;
+	q.table = cx->rt;
+	q.columns = cx->rt->columns;
+	cx->res->rows_upserted = (int64) load_direct(cx, cx->conn,
+												 remote_select_sql(cx->conn->driver, &q),
+												 &last);
+	cx->rows_total = cx->res->rows_upserted;
+	cx->deletes_checked = cx->cfg->deletes != DELETES_IGNORE;
+}
+
+/*
  * Is the exact delete check (deletes.c: an aggregate over every key, at
  * the source and locally) due in this incremental run?  At most every
  * delete_check_interval ('0': every run); without it, every run for a
@@ -862,7 +892,7 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 	cx.res = res;
 	cx.soft = cfg->deletes == DELETES_SOFT;
 	cx.pk = effective_pk(rt, st);
-	cx.cursor = cx.pk != NIL ? pick_cursor(cfg, rt, st) : NULL;
+	cx.cursor = cx.pk != NIL && !res->log_load ? pick_cursor(cfg, rt, st) : NULL;
 	cx.ccol = cx.cursor ? find_column(rt, cx.cursor) : NULL;
 	cx.rows_total = st->rows_total;
 	rt->primary_key = cx.pk;
@@ -889,8 +919,9 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 	}
 	cx.target = target_name(cfg, rt->name);
 	cx.citus = citus_target(cx.target);
-	outdated = state_outdated(&cx, reshaped);
-	drift_note = add_note(drift_note, lost_cursor_note(&cx));
+	outdated = res->log_load ? NULL : state_outdated(&cx, reshaped);
+	if (!res->log_load)
+		drift_note = add_note(drift_note, lost_cursor_note(&cx));
 
 	/* the source's clock and open transactions, before the snapshot */
 	if (cx.ccol && conn->driver->read_clock)
@@ -905,7 +936,9 @@ sync_table(SourceConfig *cfg, SourceConn *conn, RemoteTable *orig,
 		estimate_rows(&cx);
 	conn->driver->begin_snapshot(conn);
 
-	if (cx.pk == NIL)
+	if (res->log_load)
+		sync_log_load(&cx);
+	else if (cx.pk == NIL)
 		sync_multiset(&cx);
 	else if (cx.cursor == NULL || added != NIL || outdated)
 		sync_full(&cx, added != NIL ?

@@ -499,6 +499,7 @@ dbsync_worker_main(Datum main_arg)
 	Oid			serverid = DatumGetObjectId(main_arg);
 	char		database[BGW_EXTRALEN];
 	TimestampTz round_start;
+	bool		stream_on;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -512,9 +513,10 @@ dbsync_worker_main(Datum main_arg)
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		pgstat_report_activity(STATE_RUNNING, "dbsync worker: syncing");
-		dbsync_sync_server_batched(serverid);
+		stream_on = dbsync_sync_server_batched(serverid);
 		CommitTransactionCommand();
 		pgstat_report_activity(STATE_IDLE, NULL);
-	} while (worker_next_round(serverid, round_start));
+		/* a log capture pass ended well: the next one at once (new settings first) */
+	} while ((stream_on && !ConfigReloadPending) || worker_next_round(serverid, round_start));
 	proc_exit(0);
 }
