@@ -338,6 +338,24 @@ SELECT dbsync.generated_sql('catalog_version', 'tidb');
 SELECT dbsync.generated_sql('catalog_version', 'mysql') IS NULL AS mysql_keeps_no_version;
 SELECT dbsync.generated_sql('catalog_version', 'postgresql') LIKE 'SELECT pg_catalog.count(*)%hashtextextended(pg_catalog.string_agg(%' AS pg_digest;
 SELECT dbsync.generated_sql('catalog_version', 'oracle');
+-- log capture: the slot, the snapshot handover and the stream, per flavor
+SELECT dbsync.generated_sql('log_slot', 'yugabytedb');
+SELECT dbsync.generated_sql('log_slot', 'postgresql');
+SELECT dbsync.generated_sql('log_snapshot', 'yugabytedb');
+SELECT dbsync.generated_sql('log_snapshot', 'postgresql');
+SELECT dbsync.generated_sql('log_start', 'yugabytedb');
+SELECT dbsync.generated_sql('log_slot', 'tidb') IS NULL AS tidb_has_no_log;
+-- log capture options
+CREATE SERVER cap_tidb FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'tidb', dbname 'x', capture 'log');
+CREATE SERVER cap_yb FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', capture 'logs');
+CREATE SERVER cap_yb FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', capture 'log', slot_name 'Bad-Name');
+CREATE SERVER cap_yb FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'yugabytedb', capture 'log', slot_name 'good_slot_1', publication 'My Pub');
+ALTER SERVER cap_yb OPTIONS (SET slot_name '');
+ALTER SERVER cap_yb OPTIONS (DROP slot_name, DROP publication, SET source_type 'mysql', ADD dbname 'x');
+CREATE SERVER cap_my FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'mysql', dbname 'x', publication 'p');
+CREATE SERVER cap_my FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'mysql', dbname 'x', capture 'cursor');
+DROP SERVER cap_yb;
+DROP SERVER cap_my;
 CREATE ROLE gen_sql_nobody;
 SET ROLE gen_sql_nobody;
 SELECT dbsync.generated_sql('catalog_version', 'tidb');

@@ -164,13 +164,26 @@ dbsync_generated_sql(PG_FUNCTION_ARGS)
 	unsigned int field = 0;
 	char	   *sql = NULL;
 
-	if (strcmp(what, "catalog_version") != 0)
+	bool		yb = strcmp(flavor, "yugabytedb") == 0;
+	bool		pg = yb || strcmp(flavor, "postgresql") == 0;
+
+	if (strcmp(what, "catalog_version") != 0 && strcmp(what, "log_slot") != 0 &&
+		strcmp(what, "log_snapshot") != 0 && strcmp(what, "log_start") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown statement \"%s\"", what),
-				 errhint("Known: catalog_version.")));
-	if (strcmp(flavor, "yugabytedb") == 0 || strcmp(flavor, "postgresql") == 0)
-		sql = pg_catalog_version_sql(strcmp(flavor, "yugabytedb") == 0, "public");
+				 errhint("Known: catalog_version, log_slot, log_snapshot, log_start.")));
+	/* log capture: a sample slot, snapshot name (or HybridTime) and position */
+	if (pg && strcmp(what, "log_slot") == 0)
+		sql = pgrepl_slot_sql(yb, "dbsync_srv");
+	else if (pg && strcmp(what, "log_snapshot") == 0)
+		sql = pg_snapshot_sql(yb, yb ? "6959837165271326720" : "00000003-00000002-1");
+	else if (pg && strcmp(what, "log_start") == 0)
+		sql = pgrepl_start_sql("dbsync_srv", (XLogRecPtr) 0x1A2B3C4D5ULL, "dbsync_srv");
+	else if (strcmp(what, "catalog_version") != 0)
+		sql = NULL;
+	else if (pg)
+		sql = pg_catalog_version_sql(yb, "public");
 	else if (strcmp(flavor, "tidb") == 0 || strcmp(flavor, "mysql") == 0)
 	{
 		sql = my_catalog_version_sql(strcmp(flavor, "tidb") == 0, &field);

@@ -226,6 +226,8 @@ extern void conncache_at_xact_end(void);
 extern const SourceDriver pg_driver;
 extern char *pg_catalog_version_sql(bool yugabyte, const char *schema);
 extern char *pg_snapshot_sql(bool yugabyte, const char *snapshot);
+extern char *pgrepl_slot_sql(bool yugabyte, const char *slot);
+extern char *pgrepl_start_sql(const char *slot, XLogRecPtr from, const char *publication);
 extern const LogDriver pg_log_driver;
 
 /* in source_mysql.c */

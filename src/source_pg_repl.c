@@ -65,6 +65,25 @@ is_yugabyte(PgConn *pc)
 	return pc->base.flavor && strncmp(pc->base.flavor, "YugabyteDB", 10) == 0;
 }
 
+/*
+ * CREATE_REPLICATION_SLOT: with an exported snapshot on PostgreSQL;
+ * YugabyteDB exports none, the snapshot_name it returns is the slot's
+ * consistent commit time (a HybridTime), read with yb_read_time.
+ */
+char *
+pgrepl_slot_sql(bool yugabyte, const char *slot)
+{
+	return psprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput%s", slot,
+					yugabyte ? "" : " EXPORT_SNAPSHOT");
+}
+
+char *
+pgrepl_start_sql(const char *slot, XLogRecPtr from, const char *publication)
+{
+	return psprintf("START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names %s)",
+					slot, LSN_FORMAT_ARGS(from), repl_literal(quote_identifier(publication)));
+}
+
 /* Open a logical replication connection to the server's source (non-blocking). */
 PgConn *
 pgrepl_connect(SourceConfig *cfg)
@@ -129,8 +148,7 @@ pgrepl_create_slot(PgConn *pc, const char *slot, XLogRecPtr *consistent,
 	 * YugabyteDB exports no snapshot: the snapshot_name it returns is the
 	 * slot's consistent commit time (a HybridTime), read with yb_read_time.
 	 */
-	sql = psprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput%s", slot,
-				   is_yugabyte(pc) ? "" : " EXPORT_SNAPSHOT");
+	sql = pgrepl_slot_sql(is_yugabyte(pc), slot);
 	res = pg_exec(pc, sql, "create the replication slot");
 	if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 1))
 		pg_report(pc, res, "read the new replication slot", sql);
@@ -158,8 +176,7 @@ pgrepl_start(PgConn *pc, const char *slot, XLogRecPtr from, const char *publicat
 	PGresult   *res;
 
 	check_slot_name(slot);
-	sql = psprintf("START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names %s)",
-				   slot, LSN_FORMAT_ARGS(from), repl_literal(quote_identifier(publication)));
+	sql = pgrepl_start_sql(slot, from, publication);
 	if (!PQsendQuery(pc->conn, sql))
 		pg_report(pc, NULL, "start replication", sql);
 	while (PQflush(pc->conn) > 0)
