@@ -84,6 +84,7 @@ typedef struct CapturePass
 	bool		follow;			/* the worker: stream on */
 	TimestampTz started;
 	XLogRecPtr	applied;		/* committed (or, in one transaction, applied) */
+	XLogRecPtr	committed;		/* committed here (and flushed) */
 	XLogRecPtr	acked;			/* acknowledged to the source */
 	XLogRecPtr	target;			/* dbsync_run: stop here (Invalid: when quiet) */
 	XLogRecPtr	source_lsn;		/* the source's end of WAL, last reported */
@@ -174,7 +175,7 @@ state_save_position(CapturePass *p)
 	catalog_exec("UPDATE dbsync.captures SET applied_lsn = $2, source_lsn = $3, "
 				 "applied_commit_at = COALESCE($4, applied_commit_at), slot_state = $5, "
 				 "lag = CASE WHEN $6 THEN '0'::pg_catalog.interval "
-				 "  ELSE pg_catalog.now() OPERATOR(pg_catalog.-) COALESCE($4, applied_commit_at) END, "
+				 "  ELSE pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) COALESCE($4, applied_commit_at) END, "
 				 "updated_at = pg_catalog.now() WHERE server OPERATOR(pg_catalog.=) $1",
 				 6, types, values, nulls, SPI_OK_UPDATE);
 	/* the tables are as fresh as the last transaction applied (now, caught up) */
@@ -637,7 +638,7 @@ stream_group(CapturePass *p)
 		{
 			p->source_lsn = Max(p->source_lsn, wal_end);
 			if (reply)
-				log->ack(p->repl, p->acked);
+				log->ack(p->repl, p->acked);	/* (a status update: nothing new) */
 			/* nothing of ours before wal_end is left unapplied */
 			if (!p->in_txn && XLogRecPtrIsInvalid(group_end) && pending_rows(p) == 0)
 			{
@@ -695,19 +696,30 @@ stream_group(CapturePass *p)
 	}
 }
 
-/* Commit what the pass applied (a procedure or worker), then tell the source. */
+/*
+ * Commit what the pass applied (a procedure or worker); the source is told
+ * at the start of the next group (in its subtransaction: a failure there
+ * is the pass's, recorded), never before the commit is flushed.
+ */
 static void
-commit_and_ack(CapturePass *p)
+commit_group(CapturePass *p)
 {
 	if (!p->out->commit_batches)
 		return;
 	run_commit(p->out, p->run_as, p->sec);
 	if (XactLastCommitEnd != 0)
 		XLogFlush(XactLastCommitEnd);
-	if (p->applied > p->acked)
+	p->committed = p->applied;
+}
+
+/* Acknowledge what is committed (streaming only). */
+static void
+ack_committed(CapturePass *p)
+{
+	if (p->committed > p->acked)
 	{
-		p->cfg->driver->log->ack(p->repl, p->applied);
-		p->acked = p->applied;
+		p->cfg->driver->log->ack(p->repl, p->committed);
+		p->acked = p->committed;
 	}
 }
 
@@ -940,20 +952,31 @@ static void
 capture_stream(CapturePass *p)
 {
 	const LogDriver *log = p->cfg->driver->log;
+	Subxact		sx;
 
-	if (!p->follow)
-		p->target = log->current_position(p->repl);
-	log->start(p->repl, p->cfg->slot_name, p->applied, p->cfg->publication);
-	/* what an earlier pass committed (dbsync_run acks nothing itself) */
-	log->ack(p->repl, p->applied);
-	p->acked = p->applied;
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		if (!p->follow)
+			p->target = log->current_position(p->repl);
+		log->start(p->repl, p->cfg->slot_name, p->applied, p->cfg->publication);
+		/* what an earlier pass committed (dbsync_run acks nothing itself) */
+		p->committed = p->applied;
+		ack_committed(p);
+		subxact_commit(&sx);
+	}
+	PG_CATCH();
+	{
+		pass_failed(p, &sx);
+		return;
+	}
+	PG_END_TRY();
 	while (!p->stop)
 	{
-		Subxact		sx;
-
 		subxact_begin(&sx);
 		PG_TRY();
 		{
+			ack_committed(p);
 			stream_group(p);
 			subxact_commit(&sx);
 		}
@@ -963,9 +986,21 @@ capture_stream(CapturePass *p)
 			return;
 		}
 		PG_END_TRY();
-		commit_and_ack(p);
+		commit_group(p);
 	}
-	log->stop(p->repl);
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		ack_committed(p);
+		log->stop(p->repl);
+		subxact_commit(&sx);
+	}
+	PG_CATCH();
+	{
+		pass_failed(p, &sx);
+		return;
+	}
+	PG_END_TRY();
 	report_tables(p);
 	p->out->capture_again = p->follow;
 }
@@ -1027,7 +1062,7 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 		PG_END_TRY();
 		if (ready)
 		{
-			commit_and_ack(&p);
+			commit_group(&p);
 			capture_stream(&p);
 		}
 	}
