@@ -95,6 +95,7 @@ typedef struct CapturePass
 	bool		caught_up;
 	TimestampTz fresh_at;		/* freshness_at last written */
 	MemoryContext msgcxt;		/* one message's decoding */
+	MemoryContext groupcxt;		/* one group's statements */
 } CapturePass;
 
 static bool server_changed = false;
@@ -249,6 +250,7 @@ table_save_applied(CapturePass *p, CapTable *t)
 	t->rows_total = Max(t->rows_total + t->inserted - t->removed, 0);
 	t->inserted = 0;
 	t->removed = 0;
+	t->note_saved = t->note != NULL;
 }
 
 /* ---- the source's publication and slot ---- */
@@ -474,7 +476,9 @@ on_relation(CapturePass *p, const PgoRelation *rel)
 		t->relid = rel->relid;
 		if (relation_drifted(t, rel))
 		{
-			capture_flush_table(t, t->rt ? t->rows_total : 0);
+			MemoryContext old;
+
+			capture_flush_table(t, t->rows_total);
 			rt = find_remote_table(source_discover(*p->conn), t->name);
 			if (rt == NULL)
 				ereport(ERROR,
@@ -482,12 +486,16 @@ on_relation(CapturePass *p, const PgoRelation *rel)
 						 errmsg("table \"%s\" changed at the source but is no longer there",
 								t->name),
 						 errhint("Run the server again; if the table was dropped, exclude it with the server option exclude_tables.")));
+			/* the table lives as long as the pass, not the message */
+			old = MemoryContextSwitchTo(GetMemoryChunkContext(t));
 			t->rt = remote_table_copy(rt);
 			t->rt->primary_key = t->pk;
 			typemap_resolve(t->rt);
 			(void) prepare_target(p, t);
 			t->note = psprintf("columns of the source table changed while streaming: target follows (%d columns)",
 							   list_length(t->rt->columns));
+			t->note_saved = false;
+			MemoryContextSwitchTo(old);
 		}
 		map_columns(t, rel);
 	}
@@ -608,6 +616,7 @@ stream_group(CapturePass *p)
 	TimestampTz quiet_since = 0;
 	XLogRecPtr	group_end = InvalidXLogRecPtr;
 	bool		idle_advance = false;
+	MemoryContext caller = MemoryContextSwitchTo(p->groupcxt);
 
 	for (;;)
 	{
@@ -618,7 +627,7 @@ stream_group(CapturePass *p)
 		bool		boundary;
 		MemoryContext old;
 
-		old = MemoryContextSwitchTo(p->msgcxt);
+		old = MemoryContextSwitchTo(p->msgcxt);	/* (back to the group's below) */
 		kind = log->next(p->repl, !p->in_txn && !XLogRecPtrIsInvalid(group_end) ? 0 : 1000,
 						 &msg, &wal_end, &reply);
 		if (kind == LOG_MESSAGE)
@@ -690,10 +699,12 @@ stream_group(CapturePass *p)
 		{
 			CapTable   *t = lfirst(lc);
 
-			if (t->inserted != 0 || t->removed != 0 || t->note)
+			if (t->inserted != 0 || t->removed != 0 || (t->note && !t->note_saved))
 				table_save_applied(p, t);
 		}
 	}
+	MemoryContextSwitchTo(caller);
+	MemoryContextReset(p->groupcxt);
 }
 
 /*
@@ -1035,6 +1046,8 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 	p.started = GetCurrentTimestamp();
 	p.msgcxt = AllocSetContextCreate(CurrentMemoryContext, "dbsync capture message",
 									 ALLOCSET_DEFAULT_SIZES);
+	p.groupcxt = AllocSetContextCreate(CurrentMemoryContext, "dbsync capture group",
+									   ALLOCSET_DEFAULT_SIZES);
 	keyed = keyed_tables(&p, names);
 	if (!try_lock_table(cfg->server_name, CAPTURE_LOCK_NAME, true))
 	{
@@ -1072,6 +1085,7 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 			source_discard(p.repl);
 		unlock_table_session(cfg->server_name, CAPTURE_LOCK_NAME);
 		MemoryContextDelete(p.msgcxt);
+		MemoryContextDelete(p.groupcxt);
 	}
 	PG_END_TRY();
 }

@@ -35,6 +35,7 @@ typedef struct CapTable
 	int64		inserted;		/* rows applied (rows_total) */
 	int64		removed;
 	char	   *note;			/* schema drift followed */
+	bool		note_saved;		/* in dbsync.tables already */
 } CapTable;
 
 extern void capture_add_change(CapTable *t, const PgoMessage *msg);
