@@ -31,9 +31,12 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "executor/spi.h"
+#include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "utils/builtins.h"
@@ -111,6 +114,62 @@ static Datum
 lsn_datum(XLogRecPtr lsn)
 {
 	return LSNGetDatum(lsn);
+}
+
+static object_access_hook_type prev_object_access = NULL;
+
+/*
+ * DROP SERVER of a log capture server: the slot and publication stay at
+ * the source (the mapping that could reach it goes with the server), and a
+ * slot left behind holds the source's WAL: say what to drop there.
+ */
+static void
+capture_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId,
+					  void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if (access != OAT_DROP || classId != ForeignServerRelationId)
+		return;
+	{
+		ForeignServer *server = GetForeignServerExtended(objectId, FSV_MISSING_OK);
+		ListCell   *lc;
+		const char *slot = NULL;
+		const char *publication = NULL;
+		bool		log = false;
+
+		if (server == NULL)
+			return;
+		foreach(lc, server->options)
+		{
+			DefElem    *d = lfirst(lc);
+
+			if (strcmp(d->defname, "capture") == 0)
+				log = strcmp(defGetString(d), "log") == 0;
+			else if (strcmp(d->defname, "slot_name") == 0)
+				slot = defGetString(d);
+			else if (strcmp(d->defname, "publication") == 0)
+				publication = defGetString(d);
+		}
+		if (!log)
+			return;
+		if (slot == NULL)
+			slot = capture_default_name(server->servername);
+		ereport(WARNING,
+				(errmsg("replication slot \"%s\" of server \"%s\" is not dropped at the source",
+						slot, server->servername),
+				 errdetail("A slot nobody reads keeps the source's WAL from being removed."),
+				 errhint("Drop it at the source: SELECT pg_drop_replication_slot('%s');%s",
+						 slot, publication ? "" :
+						 psprintf(" DROP PUBLICATION %s;", quote_identifier(capture_default_name(server->servername))))));
+	}
+}
+
+void
+capture_init(void)
+{
+	prev_object_access = object_access_hook;
+	object_access_hook = capture_object_access;
 }
 
 /* ---- dbsync.captures ---- */
@@ -1112,6 +1171,14 @@ capture_forget(RunOutput *out, ForeignServer *server, SourceConfig *cfg, SourceC
 		bool		lost;
 
 		repl = source_log_connect(cfg);
+		/* a worker that streamed it lets go within a second of ALTER SERVER */
+		for (int i = 0; i < 30; i++)
+		{
+			if (!cfg->driver->log->slot_exists(repl, cs.slot, &active, &lost) || !active)
+				break;
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(100 * 1000L);
+		}
 		if (cfg->driver->log->slot_exists(repl, cs.slot, &active, &lost))
 		{
 			if (active)

@@ -64,6 +64,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("dbsync");
 	source_init();
 	history_init();
+	capture_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		progress_init();

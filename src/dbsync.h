@@ -239,6 +239,7 @@ extern bool subxact_is_interrupt(ErrorData *edata);
 extern SourceConfig *source_config_get(Oid serverid);
 extern List *split_list_option(const char *value);
 extern bool slot_name_valid(const char *slot);
+extern char *capture_default_name(const char *server);
 extern Oid	dbsync_fdw_oid(void);
 extern int64 interval_usecs(const char *text);
 
@@ -301,6 +302,7 @@ extern void check_server_owner(struct ForeignServer *server);
 
 /* in run.c (also) */
 extern bool dbsync_sync_server_batched(Oid serverid);
+extern void capture_init(void);
 
 /* in history.c */
 extern int	dbsync_history_retention;

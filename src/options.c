@@ -219,8 +219,8 @@ slot_name_valid(const char *slot)
  * dbsync_<server> as a slot or publication name: lower case, other than
  * [a-z0-9_] made '_', at most NAMEDATALEN - 1 bytes.
  */
-static char *
-default_capture_name(const char *server)
+char *
+capture_default_name(const char *server)
 {
 	char	   *name = psprintf("dbsync_%s", server);
 	char	   *p;
@@ -594,10 +594,10 @@ source_config_get(Oid serverid)
 	if (cfg->target_schema == NULL)
 		cfg->target_schema = cfg->server_name;
 	if (cfg->slot_name == NULL)
-		cfg->slot_name = default_capture_name(cfg->server_name);
+		cfg->slot_name = capture_default_name(cfg->server_name);
 	cfg->publication_ours = cfg->publication == NULL;
 	if (cfg->publication == NULL)
-		cfg->publication = default_capture_name(cfg->server_name);
+		cfg->publication = capture_default_name(cfg->server_name);
 	if (cfg->user == NULL)
 		cfg->user = GetUserNameFromId(cfg->owner, false);
 	cfg->password_required = !superuser_arg(cfg->owner);
