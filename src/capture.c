@@ -97,6 +97,7 @@ typedef struct CapturePass
 	bool		stop;
 	bool		caught_up;
 	TimestampTz fresh_at;		/* freshness_at last written */
+	int64		groups;			/* applied so far in this pass */
 	MemoryContext msgcxt;		/* one message's decoding */
 	MemoryContext groupcxt;		/* one group's statements */
 } CapturePass;
@@ -310,6 +311,22 @@ table_save_applied(CapturePass *p, CapTable *t)
 	t->inserted = 0;
 	t->removed = 0;
 	t->note_saved = t->note != NULL;
+}
+
+/* The captured tables failing before (a pass that failed): streaming again. */
+static void
+tables_clear_errors(CapturePass *p)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(p->cfg->server_name)};
+
+	catalog_exec("UPDATE dbsync.tables SET last_status = 'ok', last_error = NULL, last_error_at = NULL, "
+				 "consecutive_failures = 0, first_failure_at = NULL, last_sqlstate = NULL, "
+				 "last_error_class = NULL, last_remote_sql = NULL, "
+				 "health_state = CASE WHEN paused_at IS NULL THEN 'ok' ELSE health_state END "
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND captured_since IS NOT NULL "
+				 "AND last_status OPERATOR(pg_catalog.=) 'error'",
+				 1, types, values, NULL, SPI_OK_UPDATE);
 }
 
 /* ---- the source's publication and slot ---- */
@@ -722,6 +739,9 @@ stream_group(CapturePass *p)
 		}
 		if (kind == LOG_MESSAGE && msg.kind == PGO_BEGIN)
 			p->caught_up = false;
+		/* an ALTER or DROP SERVER meanwhile ends a worker's pass (pass_done) */
+		if (kind == LOG_NOTHING || kind == LOG_KEEPALIVE)
+			AcceptInvalidationMessages();
 		if (kind == LOG_NOTHING && !p->in_txn)
 		{
 			if (quiet_since == 0)
@@ -762,6 +782,9 @@ stream_group(CapturePass *p)
 				table_save_applied(p, t);
 		}
 	}
+	/* the stream works: a failure recorded before is over */
+	if (p->groups++ == 0)
+		tables_clear_errors(p);
 	MemoryContextSwitchTo(caller);
 	MemoryContextReset(p->groupcxt);
 }
@@ -971,7 +994,9 @@ capture_prepare(CapturePass *p, List *keyed)
 										rt->name, p->cfg->publication, quote_identifier(p->cfg->publication),
 										quote_qualified_identifier(p->cfg->schema, rt->name)), NULL);
 			emit(p->out, rt->name, NULL, 0, 0, p->started, "error",
-				 psprintf("table \"%s\" is not in publication \"%s\"", rt->name, p->cfg->publication));
+				 psprintf("table \"%s\" is not in publication \"%s\"\nHINT: Run at the source: ALTER PUBLICATION %s ADD TABLE %s;",
+						  rt->name, p->cfg->publication, quote_identifier(p->cfg->publication),
+						  quote_qualified_identifier(p->cfg->schema, rt->name)));
 		}
 	}
 	p->repl = source_log_connect(p->cfg);
@@ -1101,7 +1126,8 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 	p.all_tables = tables;
 	p.run_as = run_as;
 	p.sec = sec;
-	p.follow = out->scheduled;
+	/* the worker streams on while the server keeps its sync_interval */
+	p.follow = out->scheduled && cfg->sync_interval != NULL;
 	p.started = GetCurrentTimestamp();
 	p.msgcxt = AllocSetContextCreate(CurrentMemoryContext, "dbsync capture message",
 									 ALLOCSET_DEFAULT_SIZES);
