@@ -31,7 +31,9 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
+#include "commands/extension.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -41,6 +43,7 @@
 #include "postmaster/interrupt.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/syscache.h"
@@ -128,42 +131,43 @@ static void
 capture_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId,
 					  void *arg)
 {
+	ForeignServer *server;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(objectId)};
+	char	   *slot = NULL;
+	char	   *publication = NULL;
+
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
-	if (access != OAT_DROP || classId != ForeignServerRelationId)
+	if (access != OAT_DROP || classId != ForeignServerRelationId ||
+		!OidIsValid(get_extension_oid("dbsync", true)))
 		return;
+	/* (DROP EXTENSION .. CASCADE may have dropped the catalog already) */
+	if (!OidIsValid(get_relname_relid("captures", get_namespace_oid("dbsync", true))))
+		return;
+	server = GetForeignServerExtended(objectId, FSV_MISSING_OK);
+	if (server == NULL || server->fdwid != dbsync_fdw_oid())
+		return;
+	/* only a server that made a slot (dbsync.captures) leaves one behind */
+	SPI_connect();
+	catalog_exec("SELECT slot_name, CASE WHEN publication_ours THEN publication END "
+				 "FROM dbsync.captures WHERE server_oid OPERATOR(pg_catalog.=) $1",
+				 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
 	{
-		ForeignServer *server = GetForeignServerExtended(objectId, FSV_MISSING_OK);
-		ListCell   *lc;
-		const char *slot = NULL;
-		const char *publication = NULL;
-		bool		log = false;
-
-		if (server == NULL)
-			return;
-		foreach(lc, server->options)
-		{
-			DefElem    *d = lfirst(lc);
-
-			if (strcmp(d->defname, "capture") == 0)
-				log = strcmp(defGetString(d), "log") == 0;
-			else if (strcmp(d->defname, "slot_name") == 0)
-				slot = defGetString(d);
-			else if (strcmp(d->defname, "publication") == 0)
-				publication = defGetString(d);
-		}
-		if (!log)
-			return;
-		if (slot == NULL)
-			slot = capture_default_name(server->servername);
-		ereport(WARNING,
-				(errmsg("replication slot \"%s\" of server \"%s\" is not dropped at the source",
-						slot, server->servername),
-				 errdetail("A slot nobody reads keeps the source's WAL from being removed."),
-				 errhint("Drop it at the source: SELECT pg_drop_replication_slot('%s');%s",
-						 slot, publication ? "" :
-						 psprintf(" DROP PUBLICATION %s;", quote_identifier(capture_default_name(server->servername))))));
+		slot = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		publication = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	}
+	SPI_finish();
+	if (slot == NULL)
+		return;
+	ereport(WARNING,
+			(errmsg("replication slot \"%s\" of server \"%s\" is not dropped at the source",
+					slot, server->servername),
+			 errdetail("A slot nobody reads keeps the source's WAL from being removed."),
+			 errhint("Drop it at the source: SELECT pg_drop_replication_slot(%s);%s",
+					 quote_literal_cstr(slot), publication ?
+					 psprintf(" DROP PUBLICATION %s;", quote_identifier(publication)) : "")));
 }
 
 void
@@ -272,6 +276,18 @@ table_set_captured(SourceConfig *cfg, const char *table, XLogRecPtr lsn)
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND ($2 OPERATOR(pg_catalog.=) '' "
 				 "OR table_name OPERATOR(pg_catalog.=) $2)",
 				 3, types, values, nulls, SPI_OK_UPDATE);
+}
+
+static void
+tables_uncapture_others(SourceConfig *cfg, List *names)
+{
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		values[2] = {CStringGetTextDatum(cfg->server_name), list_to_text_array(names)};
+
+	catalog_exec("UPDATE dbsync.tables SET captured_since = NULL "
+				 "WHERE server OPERATOR(pg_catalog.=) $1 AND captured_since IS NOT NULL "
+				 "AND NOT (table_name OPERATOR(pg_catalog.=) ANY ($2))",
+				 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
 static bool
@@ -385,10 +401,11 @@ ensure_publication(CapturePass *p, List *names)
 					 errmsg("the source role of server \"%s\" may not %s publication \"%s\"",
 							cfg->server_name, exists ? "change" : "create", cfg->publication),
 					 errdetail("%s", edata->message),
-					 errhint("Run at the source, as the tables' owner: %s %s FOR TABLE ... (the selected tables); then ALTER SERVER %s OPTIONS (ADD publication '%s').",
+					 errhint("Run at the source, as the tables' owner: %s %s FOR TABLE ... (the selected tables); then ALTER SERVER %s OPTIONS (ADD publication %s).",
 							 exists ? "ALTER PUBLICATION" : "CREATE PUBLICATION",
 							 quote_identifier(cfg->publication),
-							 quote_identifier(cfg->server_name), cfg->publication)));
+							 quote_identifier(cfg->server_name),
+							 quote_literal_cstr(cfg->publication))));
 		}
 		PG_END_TRY();
 	}
@@ -978,8 +995,8 @@ capture_prepare(CapturePass *p, List *keyed)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("server \"%s\" streams from slot \"%s\", not from its slot_name \"%s\"",
 						p->cfg->server_name, cs.slot, p->cfg->slot_name),
-				 errhint("To move to the new slot, load again: SELECT dbsync_resync(%s); the old slot is then left at the source (drop it there: SELECT pg_drop_replication_slot('%s')).",
-						 quote_literal_cstr(p->cfg->server_name), cs.slot)));
+				 errhint("To move to the new slot, load again: SELECT dbsync_resync(%s); the old slot is then left at the source (drop it there: SELECT pg_drop_replication_slot(%s)).",
+						 quote_literal_cstr(p->cfg->server_name), quote_literal_cstr(cs.slot))));
 	{
 		List	   *missing = ensure_publication(p, rt_names(keyed));
 
@@ -1005,6 +1022,8 @@ capture_prepare(CapturePass *p, List *keyed)
 
 	check_slot(p, cs.slot);
 	p->applied = cs.applied;
+	/* a table no longer captured misses changes: loaded again if it comes back */
+	tables_uncapture_others(p->cfg, rt_names(keyed));
 	/* tables selected since, or whose target was dropped: loaded now */
 	foreach(lc, keyed)
 	{
@@ -1031,6 +1050,12 @@ capture_tables(CapturePass *p, List *keyed)
 
 		if (!table_is_captured(p->cfg, rt->name))
 			continue;
+		if (!catalog_load(p->cfg->server_name, rt->name)->enabled)
+		{
+			/* not written while disabled: loaded again when enabled */
+			table_set_captured(p->cfg, rt->name, InvalidXLogRecPtr);
+			continue;
+		}
 		t = captable_new(p, rt);
 		if (!prepare_target(p, t))
 		{
@@ -1235,9 +1260,9 @@ capture_forget(RunOutput *out, ForeignServer *server, SourceConfig *cfg, SourceC
 		if (subxact_is_interrupt(edata))
 			ReThrowError(edata);
 		emit(out, NULL, NULL, 0, 0, GetCurrentTimestamp(), "error",
-			 psprintf("capture 'cursor': could not drop replication slot \"%s\"%s at the source: %s\nHINT: Drop them at the source: SELECT pg_drop_replication_slot('%s');%s",
+			 psprintf("capture 'cursor': could not drop replication slot \"%s\"%s at the source: %s\nHINT: Drop them at the source: SELECT pg_drop_replication_slot(%s);%s",
 					  cs.slot, cs.publication_ours ? psprintf(" and publication \"%s\"", cs.publication) : "",
-					  edata->message, cs.slot,
+					  edata->message, quote_literal_cstr(cs.slot),
 					  cs.publication_ours ? psprintf(" DROP PUBLICATION %s;", quote_identifier(cs.publication)) : ""));
 	}
 	PG_END_TRY();

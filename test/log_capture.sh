@@ -601,5 +601,22 @@ run_srv lc_pub
 check_run "10 user-named publication: once the table is added, the run succeeds" run_clean
 check "10 user-named publication: counter and w exact" all_same_in lc_pub counter w
 
+# ---------------------------------------------------------------- 11. DROP SERVER
+# the mapping that could reach the source goes with the server: the slot stays
+# there, and DROP SERVER says what to drop (a server that never made one: nothing)
+drop_out=$(wh_psql -q -c "DROP SERVER lc_pub CASCADE" 2>&1)
+check "11 DROP SERVER of a log server that made a slot: a warning names the slot" \
+    grep -q 'WARNING:  replication slot "dbsync_lc_userpub" of server "lc_pub" is not dropped' <<<"$drop_out"
+check "11 ... with the command to drop it (dbsync did not make the publication: not named)" \
+    bash -c '[[ $1 == *"pg_drop_replication_slot('"'"'dbsync_lc_userpub'"'"')"* && $1 != *"DROP PUBLICATION"* ]]' _ "$drop_out"
+for _ in $(seq 50); do
+    [[ $(sval "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbsync_lc_userpub' AND active") == 0 ]] && break
+    sleep 0.2
+done
+sval "SELECT pg_drop_replication_slot('dbsync_lc_userpub')" >/dev/null
+wh_psql -q -c "CREATE SERVER lc_never FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', capture 'log')" >/dev/null
+drop_out=$(wh_psql -q -c "DROP SERVER lc_never" 2>&1)
+check "11 DROP SERVER of a log server that never ran: no warning" test -z "$drop_out"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]
