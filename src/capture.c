@@ -61,6 +61,8 @@
 #define CAPTURE_GROUP_ROWS 20000
 /* dbsync_run() stops when the source has been quiet this long. */
 #define CAPTURE_QUIET_USECS (5 * USECS_PER_SEC)
+/* The sets of all tables are flushed beyond this (one table's: 50,000 keys). */
+#define CAPTURE_SET_BYTES (64 * 1024 * 1024)
 
 /* The lock a pass holds on its server (a name no table has). */
 #define CAPTURE_LOCK_NAME "\x01log capture"
@@ -73,6 +75,8 @@ typedef struct CaptureState
 	char	   *publication;
 	bool		publication_ours;
 	XLogRecPtr	applied;
+	bool		uncommitted;	/* this transaction wrote it (dbsync_run twice) */
+	char	   *resync_slot;	/* after dbsync_resync: the slot it had */
 } CaptureState;
 
 /* One pass. */
@@ -101,6 +105,12 @@ typedef struct CapturePass
 	bool		caught_up;
 	TimestampTz fresh_at;		/* freshness_at last written */
 	int64		groups;			/* applied so far in this pass */
+	bool		start_uncommitted;	/* the stored position is not committed */
+	char	   *resync_slot;	/* a slot dbsync_resync() left to replace */
+	bool		publication_marked; /* the publication is this server's */
+	bool		again;			/* a table must be loaded again: one more pass */
+	bool		streamed;		/* the pass ended well */
+	List	   *republished;	/* tables dbsync put in its publication again */
 	MemoryContext msgcxt;		/* one message's decoding */
 	MemoryContext groupcxt;		/* one group's statements */
 } CapturePass;
@@ -186,15 +196,27 @@ state_load(SourceConfig *cfg, CaptureState *cs)
 	Datum		values[2] = {CStringGetTextDatum(cfg->server_name), ObjectIdGetDatum(cfg->serverid)};
 
 	memset(cs, 0, sizeof(*cs));
-	catalog_exec("SELECT slot_name, publication, publication_ours, applied_lsn FROM dbsync.captures "
+	catalog_exec("SELECT slot_name, publication, publication_ours, applied_lsn, xmin::pg_catalog.text, "
+				 "slot_state FROM dbsync.captures "
 				 "WHERE server OPERATOR(pg_catalog.=) $1 AND server_oid OPERATOR(pg_catalog.=) $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return;
-	cs->exists = true;
 	cs->slot = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	cs->publication = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	cs->publication_ours = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
+	/* dbsync_resync() keeps the slot's name: it is this server's to drop */
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6), "resync") == 0)
+	{
+		cs->resync_slot = cs->slot;
+		return;
+	}
+	cs->exists = true;
+	/* written by this very transaction: not committed, never to acknowledge */
+	cs->uncommitted = TransactionIdIsCurrentTransactionId((TransactionId)
+														  strtoul(SPI_getvalue(SPI_tuptable->vals[0],
+																			   SPI_tuptable->tupdesc, 5),
+																  NULL, 10));
 	cs->applied = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
 												  CStringGetDatum(SPI_getvalue(SPI_tuptable->vals[0],
 																			   SPI_tuptable->tupdesc, 4))));
@@ -348,6 +370,18 @@ tables_clear_errors(CapturePass *p)
 /* ---- the source's publication and slot ---- */
 
 /*
+ * What dbsync writes on a publication it makes (COMMENT ON PUBLICATION): a
+ * publication, or a slot left by an earlier try, is this server's to
+ * change or drop only when its publication says so.
+ */
+static char *
+publication_marker(SourceConfig *cfg)
+{
+	return psprintf("dbsync: warehouse " UINT64_FORMAT ", database %u, server %u",
+					GetSystemIdentifier(), MyDatabaseId, cfg->serverid);
+}
+
+/*
  * The publication holds exactly the captured tables when dbsync keeps it
  * (created or changed); a publication the user named must hold them: the
  * ones it lacks are returned.
@@ -358,13 +392,32 @@ ensure_publication(CapturePass *p, List *names)
 	SourceConfig *cfg = p->cfg;
 	const LogDriver *log = cfg->driver->log;
 	bool		exists;
-	List	   *has = log->publication_tables(*p->conn, cfg->publication, cfg->schema, &exists);
+	char	   *comment = NULL;
+	char	   *problem = NULL;
+	List	   *has = log->publication_tables(*p->conn, cfg->publication, cfg->schema, &exists,
+											  &comment, &problem);
 	List	   *missing = NIL;
 	ListCell   *lc;
 
 	foreach(lc, names)
 		if (!name_in_list(has, lfirst(lc)))
 			missing = lappend(missing, lfirst(lc));
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("publication \"%s\" of server \"%s\" does not publish every change of its tables",
+						cfg->publication, cfg->server_name),
+				 errdetail("%s", problem),
+				 errhint("Publish inserts, updates, deletes and truncates of whole rows, and partitions through their root: CREATE PUBLICATION ... FOR TABLE ... WITH (publish_via_partition_root = true), without row filters or column lists.")));
+	if (cfg->publication_ours && exists && (comment == NULL || strcmp(comment, publication_marker(cfg)) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("publication \"%s\" exists at the source of server \"%s\" but dbsync did not make it for this server",
+						cfg->publication, cfg->server_name),
+				 errdetail("Another warehouse, server or tool may use it; dbsync changes only the publication it made."),
+				 errhint("Name it with ALTER SERVER %s OPTIONS (ADD publication %s) to use it as it is, or give this server another one (publication option), or drop it at the source if nothing uses it.",
+						 quote_identifier(cfg->server_name), quote_literal_cstr(cfg->publication))));
+	p->publication_marked = cfg->publication_ours && exists;
 	if (!cfg->publication_ours)
 	{
 		if (!exists)
@@ -378,13 +431,17 @@ ensure_publication(CapturePass *p, List *names)
 	}
 	if (names == NIL)
 		return NIL;
+	/* a table (re)added to the publication missed changes: loaded again */
+	p->republished = missing;
 	if (!exists || missing != NIL || list_length(has) != list_length(names))
 	{
 		MemoryContext mcxt = CurrentMemoryContext;
 
 		PG_TRY();
 		{
-			log->publication_set(*p->conn, cfg->publication, !exists, cfg->schema, names);
+			log->publication_set(*p->conn, cfg->publication, !exists, cfg->schema, names,
+								 publication_marker(cfg));
+			p->publication_marked = true;
 		}
 		PG_CATCH();
 		{
@@ -458,6 +515,7 @@ captable_new(CapturePass *p, RemoteTable *orig)
 	typemap_resolve(t->rt);
 	t->target = target_name(p->cfg, orig->name);
 	t->soft = p->cfg->deletes == DELETES_SOFT;
+	t->keep_deleted = p->cfg->deletes == DELETES_IGNORE;
 	t->rows_total = st->rows_total;
 	capture_table_reset(t);
 	return t;
@@ -466,7 +524,8 @@ captable_new(CapturePass *p, RemoteTable *orig)
 /*
  * The target as the source's table is now: created or widened, checked
  * writable for the owner (apply_prepare_target).  Returns false when it
- * had to be created (dropped since): then it must be loaded.
+ * must be loaded again: created (dropped since), or columns added or
+ * retyped at the source since it was loaded.
  */
 static bool
 prepare_target(CapturePass *p, CapTable *t)
@@ -479,6 +538,9 @@ prepare_target(CapturePass *p, CapTable *t)
 
 	(void) apply_prepare_target(p->cfg, t->rt, t->pk, t->soft, st->target_relid, &added,
 								&note, &created, &reshaped);
+	/* columns added or retyped at the source: rewritten rows are not streamed */
+	if (added != NIL || reshaped)
+		created = true;
 	if (citus_target(t->target))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -499,7 +561,7 @@ captable_by_relid(CapturePass *p, uint32 relid)
 		CapTable   *t = lfirst(lc);
 
 		if (t->relid == relid)
-			return t;
+			return t->failed ? NULL : t;
 	}
 	return NULL;
 }
@@ -533,6 +595,80 @@ map_columns(CapTable *t, const PgoRelation *rel)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * A table the stream cannot go on applying (its identity lacks the key, a
+ * value its target refuses ...): its error recorded, its changes left out
+ * from here, and it is loaded again by a later pass.  The other tables go
+ * on.
+ */
+static void
+table_fail(CapturePass *p, CapTable *t, const char *message)
+{
+	catalog_save_error(p->cfg->server_name, p->cfg->serverid, t->name, p->cfg->target_schema,
+					   message, NULL);
+	table_set_captured(p->cfg, t->name, InvalidXLogRecPtr);
+	emit(p->out, t->name, "incremental", 0, 0, p->started, "error", message);
+	capture_table_reset(t);
+	t->failed = true;
+}
+
+/* Apply a table's set in a subtransaction: a failure is the table's. */
+static void
+flush_table(CapturePass *p, CapTable *t)
+{
+	Subxact		sx;
+
+	if (t->failed || t->nchanges == 0)
+		return;
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		capture_flush_table(t, t->rows_total);
+		subxact_commit(&sx);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = subxact_abort(&sx);
+
+		if (subxact_is_interrupt(edata))
+			ReThrowError(edata);
+		table_fail(p, t, error_text(edata));
+	}
+	PG_END_TRY();
+}
+
+/*
+ * A change of the table's columns at the source (a new column, a type):
+ * rows it rewrote (defaults, USING) send no change, so the table is loaded
+ * again, by another pass of the same call, and the stream goes on.
+ */
+static void
+table_reload(CapturePass *p, CapTable *t)
+{
+	flush_table(p, t);
+	table_set_captured(p->cfg, t->name, InvalidXLogRecPtr);
+	capture_table_reset(t);
+	t->failed = true;
+	p->again = true;
+	p->stop = true;
+}
+
+/* Can the table's changes be keyed: its replica identity holds the key? */
+static bool
+identity_holds_key(CapTable *t, const PgoRelation *rel)
+{
+	if (rel->replident == 'f')
+		return true;
+	for (int k = 0; k < list_length(t->pk); k++)
+	{
+		int			i = t->key_att[k];
+
+		if (i < 0 || !rel->attkey[i])
+			return false;
+	}
+	return true;
+}
+
 /* Does the description name a column the target lacks, or change a type? */
 static bool
 relation_drifted(CapTable *t, const PgoRelation *rel)
@@ -548,9 +684,8 @@ relation_drifted(CapTable *t, const PgoRelation *rel)
 
 /*
  * A Relation message: the table's columns as the source has them now.  A
- * new column or a changed type is followed (the changes so far applied,
- * the table discovered again and its target altered) and the stream goes
- * on.
+ * new column or a changed type makes the table load again (table_reload);
+ * a replica identity without the key fails the table.
  */
 static void
 on_relation(CapturePass *p, const PgoRelation *rel)
@@ -562,35 +697,24 @@ on_relation(CapturePass *p, const PgoRelation *rel)
 	foreach(lc, p->captured)
 	{
 		CapTable   *t = lfirst(lc);
-		RemoteTable *rt;
 
 		if (strcmp(t->name, rel->relname) != 0)
 			continue;
 		t->relid = rel->relid;
+		if (t->failed)
+			continue;
 		if (relation_drifted(t, rel))
 		{
-			MemoryContext old;
-
-			capture_flush_table(t, t->rows_total);
-			rt = find_remote_table(source_discover(*p->conn), t->name);
-			if (rt == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_TABLE),
-						 errmsg("table \"%s\" changed at the source but is no longer there",
-								t->name),
-						 errhint("Run the server again; if the table was dropped, exclude it with the server option exclude_tables.")));
-			/* the table lives as long as the pass, not the message */
-			old = MemoryContextSwitchTo(GetMemoryChunkContext(t));
-			t->rt = remote_table_copy(rt);
-			t->rt->primary_key = t->pk;
-			typemap_resolve(t->rt);
-			(void) prepare_target(p, t);
-			t->note = psprintf("columns of the source table changed while streaming: target follows (%d columns)",
-							   list_length(t->rt->columns));
-			t->note_saved = false;
-			MemoryContextSwitchTo(old);
+			table_reload(p, t);
+			continue;
 		}
 		map_columns(t, rel);
+		if (!identity_holds_key(t, rel))
+			table_fail(p, t, psprintf("the replica identity of table \"%s\" at the source does not hold its key (%s): its updates and deletes cannot be applied\nHINT: Run at the source: ALTER TABLE %s REPLICA IDENTITY DEFAULT (or FULL); then SELECT dbsync_resync(%s, %s).",
+									  t->name, apply_name_list_text(t->pk),
+									  quote_qualified_identifier(p->cfg->schema, t->name),
+									  quote_literal_cstr(p->cfg->server_name),
+									  quote_literal_cstr(t->name)));
 	}
 }
 
@@ -602,9 +726,11 @@ on_truncate(CapturePass *p, const PgoMessage *msg)
 	{
 		CapTable   *t = captable_by_relid(p, msg->truncated[i]->relid);
 
-		if (t == NULL)
+		if (t == NULL || t->keep_deleted)
 			continue;
-		capture_flush_table(t, t->rows_total);
+		flush_table(p, t);
+		if (t->failed)
+			continue;
 		if (t->soft)
 			spi_exec(psprintf("UPDATE %s SET _dbsync_deleted = true, _dbsync_synced_at = pg_catalog.now() "
 							  "WHERE NOT _dbsync_deleted", t->target), SPI_OK_UPDATE);
@@ -623,7 +749,18 @@ flush_all(CapturePass *p)
 	ListCell   *lc;
 
 	foreach(lc, p->captured)
-		capture_flush_table(lfirst(lc), ((CapTable *) lfirst(lc))->rows_total);
+		flush_table(p, lfirst(lc));
+}
+
+static int64
+pending_bytes(CapturePass *p)
+{
+	ListCell   *lc;
+	int64		n = 0;
+
+	foreach(lc, p->captured)
+		n += ((CapTable *) lfirst(lc))->bytes;
+	return n;
 }
 
 static int64
@@ -672,7 +809,9 @@ on_message(CapturePass *p, PgoMessage *msg, XLogRecPtr *group_end)
 				break;
 			capture_add_change(t, msg);
 			if (capture_table_full(t))
-				capture_flush_table(t, t->rows_total);
+				flush_table(p, t);
+			else if (pending_bytes(p) >= CAPTURE_SET_BYTES)
+				flush_all(p);
 			break;
 		case PGO_TRUNCATE:
 			if (!p->skip_txn)
@@ -710,6 +849,9 @@ stream_group(CapturePass *p)
 	XLogRecPtr	group_end = InvalidXLogRecPtr;
 	bool		idle_advance = false;
 	MemoryContext caller = MemoryContextSwitchTo(p->groupcxt);
+
+	/* what the group's statements leave (tuple tables) goes with it */
+	SPI_connect();
 
 	for (;;)
 	{
@@ -781,6 +923,10 @@ stream_group(CapturePass *p)
 			 GetCurrentTimestamp() - group_start >= CAPTURE_GROUP_USECS ||
 			 pending_rows(p) >= CAPTURE_GROUP_ROWS))
 			break;
+		/* a quiet worker still commits now and then: no snapshot held for long */
+		if (kind == LOG_NOTHING && p->follow && pending_rows(p) == 0 &&
+			GetCurrentTimestamp() - group_start >= CAPTURE_QUIET_USECS)
+			break;
 		CHECK_FOR_INTERRUPTS();
 	}
 
@@ -802,6 +948,7 @@ stream_group(CapturePass *p)
 	/* the stream works: a failure recorded before is over */
 	if (p->groups++ == 0)
 		tables_clear_errors(p);
+	SPI_finish();
 	MemoryContextSwitchTo(caller);
 	MemoryContextReset(p->groupcxt);
 }
@@ -862,10 +1009,12 @@ report_tables(CapturePass *p)
 
 /*
  * Load tables in a snapshot: the slot's (snapshot set: the first load) or
- * a new one (a table selected later).  Returns the tables that loaded.
+ * a new one (a table selected later).  Returns the tables that loaded;
+ * *failed counts those that failed (a paused or disabled table is passed
+ * over: a later pass loads it).
  */
 static List *
-load_tables(CapturePass *p, List *rts, const char *snapshot)
+load_tables(CapturePass *p, List *rts, const char *snapshot, int *failed)
 {
 	List	   *loaded = NIL;
 	SourceConn *reader = NULL;
@@ -882,7 +1031,7 @@ load_tables(CapturePass *p, List *rts, const char *snapshot)
 		if (reader == NULL)
 		{
 			reader = source_connect(p->cfg);
-			reader->snapshot = snapshot ? MemoryContextStrdup(TopMemoryContext, snapshot) : NULL;
+			reader->snapshot = snapshot ? pstrdup(snapshot) : NULL;
 		}
 		total.log_load = true;
 		run_table_begin(p->out, p->cfg, &rec);
@@ -890,6 +1039,8 @@ load_tables(CapturePass *p, List *rts, const char *snapshot)
 		progress_end();
 		if (total.status && strcmp(total.status, "ok") == 0)
 			loaded = lappend(loaded, rt);
+		else if (!total.status || strcmp(total.status, "skipped") != 0)
+			(*failed)++;
 	}
 	if (reader)
 		source_close(reader);
@@ -952,16 +1103,30 @@ start_capture(CapturePass *p, List *keyed)
 	bool		lost;
 	List	   *loaded;
 	ListCell   *lc;
+	int			failed = 0;
 
 	if (log->slot_exists(p->repl, p->cfg->slot_name, &active, &lost))
 	{
 		if (active)
 			check_slot(p, p->cfg->slot_name);
+		/*
+		 * Left by an earlier try or by dbsync_resync() of this server: its
+		 * name is in dbsync.captures, or dbsync's own publication (made
+		 * before the slot) is there.  Anybody else's is left alone.
+		 */
+		if (!(p->resync_slot && strcmp(p->resync_slot, p->cfg->slot_name) == 0) &&
+			!p->publication_marked)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("replication slot \"%s\" exists at the source of server \"%s\" but dbsync did not make it for this server",
+							p->cfg->slot_name, p->cfg->server_name),
+					 errhint("Give this server another slot with ALTER SERVER %s OPTIONS (ADD slot_name '...'), or drop the slot at the source if nothing uses it: SELECT pg_drop_replication_slot(%s).",
+							 quote_identifier(p->cfg->server_name), quote_literal_cstr(p->cfg->slot_name))));
 		log->drop_slot(p->repl, p->cfg->slot_name);
 	}
 	log->create_slot(p->repl, p->cfg->slot_name, &consistent, &snapshot);
-	loaded = load_tables(p, keyed, snapshot);
-	if (list_length(loaded) != list_length(keyed))
+	loaded = load_tables(p, keyed, snapshot, &failed);
+	if (failed > 0)
 	{
 		log->drop_slot(p->repl, p->cfg->slot_name);
 		return false;
@@ -997,6 +1162,7 @@ capture_prepare(CapturePass *p, List *keyed)
 						p->cfg->server_name, cs.slot, p->cfg->slot_name),
 				 errhint("To move to the new slot, load again: SELECT dbsync_resync(%s); the old slot is then left at the source (drop it there: SELECT pg_drop_replication_slot(%s)).",
 						 quote_literal_cstr(p->cfg->server_name), quote_literal_cstr(cs.slot))));
+	keyed = list_copy(keyed);	/* (the caller's list stays whole) */
 	{
 		List	   *missing = ensure_publication(p, rt_names(keyed));
 
@@ -1018,12 +1184,18 @@ capture_prepare(CapturePass *p, List *keyed)
 	}
 	p->repl = source_log_connect(p->cfg);
 	if (!cs.exists)
+	{
+		p->resync_slot = cs.resync_slot;
 		return start_capture(p, keyed);
+	}
 
 	check_slot(p, cs.slot);
 	p->applied = cs.applied;
+	p->start_uncommitted = cs.uncommitted;
 	/* a table no longer captured misses changes: loaded again if it comes back */
 	tables_uncapture_others(p->cfg, rt_names(keyed));
+	foreach(lc, p->republished)
+		table_set_captured(p->cfg, lfirst(lc), InvalidXLogRecPtr);
 	/* tables selected since, or whose target was dropped: loaded now */
 	foreach(lc, keyed)
 	{
@@ -1032,8 +1204,12 @@ capture_prepare(CapturePass *p, List *keyed)
 		if (!table_is_captured(p->cfg, rt->name))
 			fresh = lappend(fresh, rt);
 	}
-	foreach(lc, load_tables(p, fresh, NULL))
-		table_set_captured(p->cfg, ((RemoteTable *) lfirst(lc))->name, p->applied);
+	{
+		int			failed = 0;
+
+		foreach(lc, load_tables(p, fresh, NULL, &failed))
+			table_set_captured(p->cfg, ((RemoteTable *) lfirst(lc))->name, p->applied);
+	}
 	return true;
 }
 
@@ -1059,8 +1235,9 @@ capture_tables(CapturePass *p, List *keyed)
 		t = captable_new(p, rt);
 		if (!prepare_target(p, t))
 		{
-			/* dropped meanwhile: the next pass loads it again */
+			/* the next pass of this call loads it again */
 			table_set_captured(p->cfg, rt->name, InvalidXLogRecPtr);
+			p->again = true;
 			continue;
 		}
 		p->captured = lappend(p->captured, t);
@@ -1080,8 +1257,12 @@ capture_stream(CapturePass *p)
 		if (!p->follow)
 			p->target = log->current_position(p->repl);
 		log->start(p->repl, p->cfg->slot_name, p->applied, p->cfg->publication);
-		/* what an earlier pass committed (dbsync_run acks nothing itself) */
-		p->committed = p->applied;
+		/*
+		 * What an earlier pass committed (dbsync_run acks nothing itself);
+		 * not a position this transaction stored (a second dbsync_run in
+		 * one transaction): it may still roll back.
+		 */
+		p->committed = p->start_uncommitted ? InvalidXLogRecPtr : p->applied;
 		ack_committed(p);
 		subxact_commit(&sx);
 	}
@@ -1123,27 +1304,22 @@ capture_stream(CapturePass *p)
 	PG_END_TRY();
 	report_tables(p);
 	p->out->capture_again = p->follow;
+	p->streamed = true;
 }
 
 /*
- * One pass over the server's stream (dbsync_run, dbsync_sync, the worker),
- * as the server's owner.  Errors are recorded for the server's tables.
+ * One pass: prepare (publication, slot, loads), then stream.  Returns true
+ * when a table must be loaded again at once (another pass).
  */
-void
-capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
-			   SourceConn **conn, List *tables, List *names, Oid run_as, int sec)
+static bool
+capture_pass(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
+			 SourceConn **conn, List *tables, List *names, Oid run_as, int sec)
 {
 	CapturePass p = {0};
-	List	   *volatile keyed;
+	List	   *volatile keyed = NIL;
 	Subxact		sx;
 	volatile bool ready = false;
 
-	if (!callback_registered)
-	{
-		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, server_changed_cb, (Datum) 0);
-		callback_registered = true;
-	}
-	server_changed = false;
 	p.out = out;
 	p.server = server;
 	p.cfg = cfg;
@@ -1158,18 +1334,12 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 									 ALLOCSET_DEFAULT_SIZES);
 	p.groupcxt = AllocSetContextCreate(CurrentMemoryContext, "dbsync capture group",
 									   ALLOCSET_DEFAULT_SIZES);
-	keyed = keyed_tables(&p, names);
-	if (!try_lock_table(cfg->server_name, CAPTURE_LOCK_NAME, true))
-	{
-		emit(out, NULL, NULL, 0, 0, p.started, "skipped",
-			 "another run is capturing this server's changes");
-		return;
-	}
 	PG_TRY();
 	{
 		subxact_begin(&sx);
 		PG_TRY();
 		{
+			keyed = keyed_tables(&p, names);
 			if (*conn == NULL)
 				*conn = source_acquire(cfg);
 			ready = capture_prepare(&p, keyed);
@@ -1193,9 +1363,50 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 	{
 		if (p.repl)
 			source_discard(p.repl);
-		unlock_table_session(cfg->server_name, CAPTURE_LOCK_NAME);
 		MemoryContextDelete(p.msgcxt);
 		MemoryContextDelete(p.groupcxt);
+	}
+	PG_END_TRY();
+	return p.streamed && p.again;
+}
+
+/*
+ * One pass over the server's stream (dbsync_run, dbsync_sync, the worker),
+ * as the server's owner.  Errors are recorded for the server's tables.
+ */
+void
+capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
+			   SourceConn **conn, List *tables, List *names, Oid run_as, int sec)
+{
+	/* a table loaded again (drift, a new target) takes one more pass */
+	bool		again = true;
+
+	if (!callback_registered)
+	{
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, server_changed_cb, (Datum) 0);
+		callback_registered = true;
+	}
+	server_changed = false;
+	/*
+	 * One pass per server at a time; a dbsync_run() holds it until its
+	 * transaction ends (its position commits then), a procedure or worker
+	 * until the pass ends (it committed).
+	 */
+	if (!try_lock_table(cfg->server_name, CAPTURE_LOCK_NAME, out->commit_batches))
+	{
+		emit(out, NULL, NULL, 0, 0, GetCurrentTimestamp(), "skipped",
+			 "another run is capturing this server's changes");
+		return;
+	}
+	PG_TRY();
+	{
+		for (int i = 0; i < 3 && again; i++)
+			again = capture_pass(out, server, cfg, conn, tables, names, run_as, sec);
+	}
+	PG_FINALLY();
+	{
+		if (out->commit_batches)
+			unlock_table_session(cfg->server_name, CAPTURE_LOCK_NAME);
 	}
 	PG_END_TRY();
 }
@@ -1213,7 +1424,7 @@ capture_forget(RunOutput *out, ForeignServer *server, SourceConfig *cfg, SourceC
 	Subxact		sx;
 
 	state_load(cfg, &cs);
-	if (!cs.exists || cfg->driver->log == NULL)
+	if ((!cs.exists && cs.resync_slot == NULL) || cfg->driver->log == NULL)
 		return;
 	subxact_begin(&sx);
 	PG_TRY();

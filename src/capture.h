@@ -21,6 +21,7 @@ typedef struct CapTable
 	List	   *pk;				/* char *: key columns */
 	char	   *target;			/* quoted schema.table */
 	bool		soft;			/* deletes 'soft' */
+	bool		keep_deleted;	/* deletes 'ignore': deletes not applied */
 	Oid		   *atttypes;		/* the last Relation message's types */
 	int			natts;
 	int		   *col_att;		/* per target column: its source column, -1 */
@@ -36,6 +37,7 @@ typedef struct CapTable
 	int64		removed;
 	char	   *note;			/* schema drift followed */
 	bool		note_saved;		/* in dbsync.tables already */
+	bool		failed;			/* left out for the rest of the pass */
 } CapTable;
 
 extern void capture_add_change(CapTable *t, const PgoMessage *msg);

@@ -47,7 +47,7 @@ static int	flushed_stage_counter = 0;
 
 /* The key's COPY text of a tuple (key columns in key order). */
 static char *
-tuple_key(CapTable *t, const PgoTuple *tup, const PgoRelation *rel)
+tuple_key(CapTable *t, const PgoTuple *tup, const PgoRelation *rel, const PgoTuple *old)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -56,16 +56,21 @@ tuple_key(CapTable *t, const PgoTuple *tup, const PgoRelation *rel)
 	foreach(lc, t->pk)
 	{
 		int			i = t->key_att[foreach_current_index(lc)];
+		const PgoTuple *src = tup;
 
 		if (foreach_current_index(lc) > 0)
 			appendStringInfoChar(&buf, '\t');
-		if (i < 0 || i >= tup->ncols || tup->kinds[i] != 't')
+		/* a TOASTed key column an update left alone: the old key has it */
+		if (old && i >= 0 && i < tup->ncols && tup->kinds[i] == 'u' &&
+			i < old->ncols && old->kinds[i] == 't')
+			src = old;
+		if (i < 0 || i >= src->ncols || src->kinds[i] != 't')
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("a change of table \"%s\" arrived without its key column \"%s\"",
 							rel->relname, (char *) lfirst(lc)),
 					 errhint("Give the source table a primary key (and REPLICA IDENTITY DEFAULT or FULL), then run dbsync_resync().")));
-		copy_append_escaped(&buf, tup->values[i], strlen(tup->values[i]));
+		copy_append_escaped(&buf, src->values[i], strlen(src->values[i]));
 	}
 	return buf.data;
 }
@@ -249,17 +254,17 @@ capture_add_change(CapTable *t, const PgoMessage *msg)
 	{
 		case PGO_INSERT:
 			row = tuple_row(t, &msg->new, &unchanged);
-			key = tuple_key(t, &msg->new, msg->rel);
+			key = tuple_key(t, &msg->new, msg->rel, NULL);
 			/* an insert carries every published column */
 			set_upsert(t, change_for(t, key, &found), row, NULL, NULL);
 			t->upserted++;
 			break;
 		case PGO_UPDATE:
 			row = tuple_row(t, &msg->new, &unchanged);
-			key = tuple_key(t, &msg->new, msg->rel);
+			key = tuple_key(t, &msg->new, msg->rel, msg->oldkind ? &msg->old : NULL);
 			if (msg->oldkind)
 			{
-				char	   *old = tuple_key(t, &msg->old, msg->rel);
+				char	   *old = tuple_key(t, &msg->old, msg->rel, NULL);
 
 				if (strcmp(old, key) != 0)
 				{
@@ -278,8 +283,9 @@ capture_add_change(CapTable *t, const PgoMessage *msg)
 						(errcode(ERRCODE_DATA_EXCEPTION),
 						 errmsg("a delete of table \"%s\" arrived without its key", msg->rel->relname),
 						 errhint("Give the source table a primary key (REPLICA IDENTITY DEFAULT), then run dbsync_resync().")));
-			set_delete(t, tuple_key(t, &msg->old, msg->rel));
-			t->deleted++;
+			set_delete(t, tuple_key(t, &msg->old, msg->rel, NULL));
+			if (!t->keep_deleted)
+				t->deleted++;
 			break;
 		default:
 			break;
@@ -427,12 +433,18 @@ capture_flush_table(CapTable *t, int64 rows_total)
 void
 capture_flush_deletes(CapTable *t, StringInfo dels)
 {
-	List	   *kcols = key_stage_columns(t, NULL);
-	char	   *kstage = apply_create_stage(kcols);
+	List	   *kcols;
+	char	   *kstage;
 
-	apply_copy_buffer(kcols, kstage, dels->data, dels->len);
-	t->removed += apply_delete_keys(t->target, kstage, t->pk, t->soft);
-	apply_drop_stage(kstage);
+	/* deletes 'ignore': the rows stay */
+	if (!t->keep_deleted)
+	{
+		kcols = key_stage_columns(t, NULL);
+		kstage = apply_create_stage(kcols);
+		apply_copy_buffer(kcols, kstage, dels->data, dels->len);
+		t->removed += apply_delete_keys(t->target, kstage, t->pk, t->soft);
+		apply_drop_stage(kstage);
+	}
 	resetStringInfo(dels);
 }
 

@@ -418,8 +418,9 @@ catalog_forget_state(const char *server, const char *table)
 	n = (int64) SPI_processed;
 	/* log capture: the whole server is snapshotted again, with a new slot */
 	if (table == NULL)
-		catalog_exec("DELETE FROM dbsync.captures WHERE server OPERATOR(pg_catalog.=) $1",
-					 1, types, values, nulls, SPI_OK_DELETE);
+		catalog_exec("UPDATE dbsync.captures SET slot_state = 'resync', updated_at = pg_catalog.now() "
+					 "WHERE server OPERATOR(pg_catalog.=) $1",
+					 1, types, values, nulls, SPI_OK_UPDATE);
 	return n;
 }
 

@@ -74,13 +74,16 @@ typedef struct LogDriver
 
 	/*
 	 * On an ordinary connection: the tables of a publication (schema-local
-	 * names; *exists false when there is none), make it hold exactly these
-	 * tables (created when create), drop it.
+	 * names; *exists false when there is none; its comment; *problem when it
+	 * does not publish every change whole), make it hold exactly these
+	 * tables (created, with the comment, when create), drop it.
 	 */
 	List	   *(*publication_tables) (SourceConn *conn, const char *pub,
-									   const char *schema, bool *exists);
+									   const char *schema, bool *exists,
+									   char **comment, char **problem);
 	void		(*publication_set) (SourceConn *conn, const char *pub, bool create,
-									const char *schema, List *tables);
+									const char *schema, List *tables,
+									const char *comment);
 	void		(*publication_drop) (SourceConn *conn, const char *pub);
 } LogDriver;
 

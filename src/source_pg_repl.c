@@ -477,31 +477,72 @@ log_stop(SourceConn *conn)
 	pgrepl_stop((PgConn *) conn);
 }
 
-/* The publication's tables in the schema; *exists false when it is missing. */
+/*
+ * The publication's tables in the schema (*exists false when it is
+ * missing), its comment, and what keeps it from publishing every change of
+ * them whole (*problem): actions left out, row filters, column lists,
+ * partitions published as themselves.  (Read as json where a column is
+ * newer than YugabyteDB's PostgreSQL 11.)
+ */
 static List *
-log_publication_tables(SourceConn *conn, const char *pub, const char *schema, bool *exists)
+log_publication_tables(SourceConn *conn, const char *pub, const char *schema, bool *exists,
+					   char **comment, char **problem)
 {
 	PgConn	   *pc = (PgConn *) conn;
 	PGresult   *res;
 	List	   *tables = NIL;
+	char	   *lpub = quote_literal_cstr(pub);
+	char	   *lschema = quote_literal_cstr(schema);
 
 	res = pg_exec(pc, psprintf("SELECT p.tablename::text FROM pg_catalog.pg_publication pb "
 							   "LEFT JOIN pg_catalog.pg_publication_tables p ON p.pubname = pb.pubname "
 							   "AND p.schemaname = %s WHERE pb.pubname = %s",
-							   quote_literal_cstr(schema), quote_literal_cstr(pub)),
+							   lschema, lpub),
 				  "read the publication's tables");
 	*exists = PQntuples(res) > 0;
 	for (int i = 0; i < PQntuples(res); i++)
 		if (!PQgetisnull(res, i, 0))
 			tables = lappend(tables, pstrdup(PQgetvalue(res, i, 0)));
 	PQclear(res);
+	*comment = NULL;
+	*problem = NULL;
+	if (!*exists)
+		return tables;
+	res = pg_exec(pc, psprintf("SELECT pg_catalog.obj_description(pb.oid, 'pg_publication'), "
+							   "pg_catalog.concat_ws('; ', "
+							   "CASE WHEN NOT (pb.pubinsert AND pb.pubupdate AND pb.pubdelete) "
+							   "THEN 'it leaves inserts, updates or deletes out' END, "
+							   "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_publication_tables t "
+							   "  WHERE t.pubname = pb.pubname AND t.schemaname = %s "
+							   "  AND pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'rowfilter' IS NOT NULL) "
+							   "THEN 'a table has a row filter' END, "
+							   "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_publication_rel r "
+							   "  WHERE r.prpubid = pb.oid "
+							   "  AND pg_catalog.to_jsonb(r) OPERATOR(pg_catalog.->>) 'prattrs' IS NOT NULL) "
+							   "THEN 'a table has a column list' END, "
+							   "CASE WHEN NOT COALESCE((pg_catalog.to_jsonb(pb) OPERATOR(pg_catalog.->>) 'pubviaroot')::boolean, false) "
+							   "  AND EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+							   "  ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'p') "
+							   "THEN 'the schema has partitioned tables and it publishes their partitions as themselves' END) "
+							   "FROM pg_catalog.pg_publication pb WHERE pb.pubname = %s",
+							   lschema, lschema, lpub),
+				  "check the publication");
+	if (PQntuples(res) == 1)
+	{
+		if (!PQgetisnull(res, 0, 0))
+			*comment = pstrdup(PQgetvalue(res, 0, 0));
+		if (!PQgetisnull(res, 0, 1) && PQgetvalue(res, 0, 1)[0] != '\0')
+			*problem = pstrdup(PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
 	return tables;
 }
 
 static void
 log_publication_set(SourceConn *conn, const char *pub, bool create, const char *schema,
-					List *tables)
+					List *tables, const char *comment)
 {
+	PgConn	   *pc = (PgConn *) conn;
 	StringInfoData sql;
 	ListCell   *lc;
 
@@ -511,7 +552,13 @@ log_publication_set(SourceConn *conn, const char *pub, bool create, const char *
 	foreach(lc, tables)
 		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) ? ", " : "",
 						 quote_qualified_identifier(schema, lfirst(lc)));
-	PQclear(pg_exec((PgConn *) conn, sql.data,
+	/* a partitioned table's changes under its own name (YugabyteDB: PG 11, none) */
+	if (create && !is_yugabyte(pc))
+		appendStringInfoString(&sql, " WITH (publish_via_partition_root = true)");
+	if (create)
+		appendStringInfo(&sql, "; COMMENT ON PUBLICATION %s IS %s", quote_identifier(pub),
+						 quote_literal_cstr(comment));
+	PQclear(pg_exec(pc, sql.data,
 					create ? "create the publication" : "change the publication's tables"));
 }
 
