@@ -377,8 +377,8 @@ tables_clear_errors(CapturePass *p)
 static char *
 publication_marker(SourceConfig *cfg)
 {
-	return psprintf("dbsync: warehouse " UINT64_FORMAT ", database %u, server %u",
-					GetSystemIdentifier(), MyDatabaseId, cfg->serverid);
+	return psprintf("dbsync: warehouse " UINT64_FORMAT ", database %u, server %s",
+					GetSystemIdentifier(), MyDatabaseId, quote_identifier(cfg->server_name));
 }
 
 /*
@@ -417,6 +417,7 @@ ensure_publication(CapturePass *p, List *names)
 				 errdetail("Another warehouse, server or tool may use it; dbsync changes only the publication it made."),
 				 errhint("Name it with ALTER SERVER %s OPTIONS (ADD publication %s) to use it as it is, or give this server another one (publication option), or drop it at the source if nothing uses it.",
 						 quote_identifier(cfg->server_name), quote_literal_cstr(cfg->publication))));
+	/* made before this pass (with the slot after it): a slot there is ours */
 	p->publication_marked = cfg->publication_ours && exists;
 	if (!cfg->publication_ours)
 	{
@@ -441,7 +442,6 @@ ensure_publication(CapturePass *p, List *names)
 		{
 			log->publication_set(*p->conn, cfg->publication, !exists, cfg->schema, names,
 								 publication_marker(cfg));
-			p->publication_marked = true;
 		}
 		PG_CATCH();
 		{
@@ -1047,6 +1047,23 @@ load_tables(CapturePass *p, List *rts, const char *snapshot, int *failed)
 	return loaded;
 }
 
+/* Why the table's updates and deletes cannot be keyed (NULL: they can). */
+static char *
+identity_problem(CapturePass *p, const char *table, List *pk)
+{
+	List	   *ident = p->cfg->driver->log->replica_identity(*p->conn, p->cfg->schema, table);
+	ListCell   *lc;
+
+	if (list_length(ident) == 1 && strcmp(linitial(ident), "*") == 0)
+		return NULL;
+	foreach(lc, pk)
+		if (!name_in_list(ident, lfirst(lc)))
+			return psprintf("the replica identity of table \"%s\" at the source does not hold its key (%s): its updates and deletes cannot be applied\nHINT: Run at the source: ALTER TABLE %s REPLICA IDENTITY DEFAULT (or FULL); then run the server again.",
+							table, apply_name_list_text(pk),
+							quote_qualified_identifier(p->cfg->schema, table));
+	return NULL;
+}
+
 /* Tables without a key cannot be captured: said once per pass. */
 static List *
 keyed_tables(CapturePass *p, List *names)
@@ -1059,9 +1076,21 @@ keyed_tables(CapturePass *p, List *names)
 		RemoteTable *rt = find_remote_table(p->all_tables, lfirst(lc));
 		TableState *st = catalog_load(p->cfg->server_name, rt->name);
 
-		if (effective_pk(rt, st) != NIL)
+		List	   *pk = effective_pk(rt, st);
+
+		if (pk != NIL)
 		{
-			keyed = lappend(keyed, rt);
+			char	   *why = identity_problem(p, rt->name, pk);
+
+			if (why == NULL)
+			{
+				keyed = lappend(keyed, rt);
+				continue;
+			}
+			catalog_ensure(p->cfg->server_name, p->cfg->serverid, rt->name, p->cfg->target_schema);
+			catalog_save_error(p->cfg->server_name, p->cfg->serverid, rt->name,
+							   p->cfg->target_schema, why, NULL);
+			emit(p->out, rt->name, NULL, 0, 0, p->started, "error", why);
 			continue;
 		}
 		catalog_ensure(p->cfg->server_name, p->cfg->serverid, rt->name, p->cfg->target_schema);
@@ -1339,9 +1368,9 @@ capture_pass(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 		subxact_begin(&sx);
 		PG_TRY();
 		{
-			keyed = keyed_tables(&p, names);
 			if (*conn == NULL)
 				*conn = source_acquire(cfg);
+			keyed = keyed_tables(&p, names);
 			ready = capture_prepare(&p, keyed);
 			if (ready)
 				capture_tables(&p, keyed);

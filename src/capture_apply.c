@@ -80,7 +80,7 @@ tuple_key(CapTable *t, const PgoTuple *tup, const PgoRelation *rel, const PgoTup
  * columns the tuple did not carry (NULL when it carried all).
  */
 static char *
-tuple_row(CapTable *t, const PgoTuple *tup, bool **unchanged)
+tuple_row(CapTable *t, const PgoTuple *tup, bool **unchanged, const PgoTuple *old)
 {
 	StringInfoData buf;
 	int			n = list_length(t->rt->columns);
@@ -91,11 +91,18 @@ tuple_row(CapTable *t, const PgoTuple *tup, bool **unchanged)
 	{
 		int			i = t->col_att[c];
 		char		kind = i >= 0 && i < tup->ncols ? tup->kinds[i] : 'u';
+		const PgoTuple *src = tup;
 
+		/* a value an update left alone that the old tuple carries (key, FULL) */
+		if (kind == 'u' && old && i >= 0 && i < old->ncols && old->kinds[i] == 't')
+		{
+			src = old;
+			kind = 't';
+		}
 		if (c > 0)
 			appendStringInfoChar(&buf, '\t');
 		if (kind == 't')
-			copy_append_escaped(&buf, tup->values[i], strlen(tup->values[i]));
+			copy_append_escaped(&buf, src->values[i], strlen(src->values[i]));
 		else
 		{
 			appendStringInfoString(&buf, "\\N");
@@ -253,14 +260,14 @@ capture_add_change(CapTable *t, const PgoMessage *msg)
 	switch (msg->kind)
 	{
 		case PGO_INSERT:
-			row = tuple_row(t, &msg->new, &unchanged);
+			row = tuple_row(t, &msg->new, &unchanged, NULL);
 			key = tuple_key(t, &msg->new, msg->rel, NULL);
 			/* an insert carries every published column */
 			set_upsert(t, change_for(t, key, &found), row, NULL, NULL);
 			t->upserted++;
 			break;
 		case PGO_UPDATE:
-			row = tuple_row(t, &msg->new, &unchanged);
+			row = tuple_row(t, &msg->new, &unchanged, msg->oldkind ? &msg->old : NULL);
 			key = tuple_key(t, &msg->new, msg->rel, msg->oldkind ? &msg->old : NULL);
 			if (msg->oldkind)
 			{

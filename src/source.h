@@ -85,6 +85,9 @@ typedef struct LogDriver
 									const char *schema, List *tables,
 									const char *comment);
 	void		(*publication_drop) (SourceConn *conn, const char *pub);
+	/* the columns of a table's replica identity ("*": whole rows) */
+	List	   *(*replica_identity) (SourceConn *conn, const char *schema,
+									 const char *table);
 } LogDriver;
 
 typedef struct SourceDriver

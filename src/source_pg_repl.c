@@ -520,10 +520,12 @@ log_publication_tables(SourceConn *conn, const char *pub, const char *schema, bo
 							   "  WHERE r.prpubid = pb.oid "
 							   "  AND pg_catalog.to_jsonb(r) OPERATOR(pg_catalog.->>) 'prattrs' IS NOT NULL) "
 							   "THEN 'a table has a column list' END, "
-							   "CASE WHEN NOT COALESCE((pg_catalog.to_jsonb(pb) OPERATOR(pg_catalog.->>) 'pubviaroot')::boolean, false) "
-							   "  AND EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-							   "  ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'p') "
-							   "THEN 'the schema has partitioned tables and it publishes their partitions as themselves' END) "
+							   "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_publication_tables t "
+							   "  JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname "
+							   "  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename "
+							   "  WHERE t.pubname = pb.pubname AND t.schemaname = %s "
+							   "  AND pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.->>) 'relispartition' = 'true') "
+							   "THEN 'it publishes partitions as themselves, not through their partitioned table' END) "
 							   "FROM pg_catalog.pg_publication pb WHERE pb.pubname = %s",
 							   lschema, lschema, lpub),
 				  "check the publication");
@@ -536,6 +538,32 @@ log_publication_tables(SourceConn *conn, const char *pub, const char *schema, bo
 	}
 	PQclear(res);
 	return tables;
+}
+
+/*
+ * The columns of the table's replica identity at the source, or "*" for
+ * REPLICA IDENTITY FULL (none: NOTHING, or no primary key for DEFAULT).
+ */
+static List *
+log_replica_identity(SourceConn *conn, const char *schema, const char *table)
+{
+	PgConn	   *pc = (PgConn *) conn;
+	PGresult   *res;
+	List	   *cols = NIL;
+
+	res = pg_exec(pc, psprintf("SELECT CASE WHEN c.relreplident = 'f' THEN '*' ELSE a.attname::text END "
+							   "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+							   "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND c.relreplident <> 'f' "
+							   "  AND CASE c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END "
+							   "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
+							   "WHERE n.nspname = %s AND c.relname = %s",
+							   quote_literal_cstr(schema), quote_literal_cstr(table)),
+				  "read the table's replica identity");
+	for (int i = 0; i < PQntuples(res); i++)
+		if (!PQgetisnull(res, i, 0))
+			cols = lappend(cols, pstrdup(PQgetvalue(res, i, 0)));
+	PQclear(res);
+	return cols;
 }
 
 static void
@@ -582,6 +610,7 @@ const LogDriver pg_log_driver = {
 	.publication_tables = log_publication_tables,
 	.publication_set = log_publication_set,
 	.publication_drop = log_publication_drop,
+	.replica_identity = log_replica_identity,
 };
 
 /* A row (kind, relation or NULL, text) of the probe's result. */

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Log capture (issue 13), the cases its adversarial review found:
+#   a partitioned source table (published through its root), a TOASTed text
+#   key an update leaves alone, a replica identity without the key (that table
+#   fails alone, with a hint), ADD COLUMN .. DEFAULT mid-stream (old rows get
+#   the default: the table is loaded again), dbsync_run twice in one
+#   transaction that rolls back (nothing acknowledged that was not committed),
+#   a second run while the first one's transaction is open, a slot of the same
+#   name dbsync did not make, a publication that leaves updates out, a
+#   publication lacking every selected table, deletes 'ignore'.
+set -uo pipefail
+source "$DBSYNC_REPO/scripts/lib.sh"
+source "$DBSYNC_REPO/test/lib/tap.sh"
+
+skip_unless_logical_source
+
+sval() { src_admin_psql -At -c "$1" 2>/dev/null; }
+SETS="SET TimeZone = 'UTC'; SET extra_float_digits = 3"
+# digest TABLE COLUMNS ORDER [LOCAL_SCHEMA]: source and warehouse rows equal
+same() {
+    local sql="SELECT count(*) || ':' || coalesce(md5(string_agg(ROW($2)::text, chr(10) ORDER BY $3)), '-') FROM"
+    local s w
+    s=$(src_admin_psql -At -c "$SETS" -c "$sql lce.$1" 2>&1)
+    w=$(wh_psql -At -c "$SETS" -c "$sql ${4:-lce}.$1" 2>&1)
+    [[ $s == "$w" ]] && return 0
+    diag "$1: source $s, warehouse $w"
+    return 1
+}
+run() { RUN=$(wh_psql -At -c "SELECT coalesce(table_name, '-') || '|' || coalesce(mode, '-') || '|' || status || '|' || coalesce(message, '') FROM dbsync_run('$1')" 2>&1); }
+row_is() { awk -F'|' -v t="$1" -v s="$2" '$1 == t && $3 == s { f = 1 } END { exit !f }' <<<"$RUN"; }
+show_run() { diag "$(head -n 8 <<<"$RUN")"; }
+
+cleanup() {
+    wh_psql -q -c "SET client_min_messages = error" -c "DROP SERVER IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub CASCADE" \
+        -c "DROP SCHEMA IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub CASCADE" >/dev/null 2>&1
+    sleep 1
+    src_admin_psql -q -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'dbsync\_lce%' AND NOT active" \
+        -c "DO \$\$DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication WHERE pubname LIKE 'dbsync\_lce%' OR pubname LIKE 'lce\_%' LOOP EXECUTE format('DROP PUBLICATION %I', p); END LOOP; END\$\$" \
+        -c "DROP SCHEMA IF EXISTS lce CASCADE" -c "ALTER ROLE $SRC_USER NOREPLICATION" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+[[ -n ${KEEP_EDGES:-} ]] && trap - EXIT   # (debugging: keep what the test made)
+cleanup
+
+src_admin_psql -q <<SQL >/dev/null
+CREATE SCHEMA lce AUTHORIZATION $SRC_USER;
+SET ROLE $SRC_USER;
+CREATE TABLE lce.part (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE lce.part_a PARTITION OF lce.part FOR VALUES FROM (0) TO (1000);
+CREATE TABLE lce.part_b PARTITION OF lce.part FOR VALUES FROM (1000) TO (2000);
+INSERT INTO lce.part SELECT g, 'p' || g FROM generate_series(1, 1500, 7) g;
+-- a text key stored out of line (md5s do not compress)
+CREATE TABLE lce.tk (k text PRIMARY KEY, v int);
+ALTER TABLE lce.tk ALTER COLUMN k SET STORAGE EXTERNAL;
+INSERT INTO lce.tk SELECT string_agg(md5(g::text || i::text), '') , i
+  FROM generate_series(1, 3) i, generate_series(1, 81) g GROUP BY i;
+CREATE TABLE lce.ri (id int PRIMARY KEY, u int NOT NULL UNIQUE, v text);
+ALTER TABLE lce.ri REPLICA IDENTITY USING INDEX ri_u_key;
+INSERT INTO lce.ri SELECT g, g + 100, 'r' FROM generate_series(1, 10) g;
+CREATE TABLE lce.dflt (id int PRIMARY KEY, v text);
+INSERT INTO lce.dflt SELECT g, 'd' FROM generate_series(1, 50) g;
+CREATE TABLE lce.keep (id int PRIMARY KEY, v text);
+INSERT INTO lce.keep SELECT g, 'k' FROM generate_series(1, 20) g;
+RESET ROLE;
+GRANT CREATE ON DATABASE $SRC_DB TO $SRC_USER;
+ALTER ROLE $SRC_USER REPLICATION;
+SQL
+mkserver() {   # NAME OPTIONS...
+    wh_psql -q -c "CREATE SERVER $1 FOREIGN DATA WRAPPER dbsync OPTIONS (source_type 'postgresql', host '127.0.0.1', port '$SRC_PG_PORT', dbname '$SRC_DB', schema 'lce', target_schema '$1', capture 'log', $2)" \
+        -c "CREATE USER MAPPING FOR postgres SERVER $1 OPTIONS (user '$SRC_USER', password '$SRC_PASSWORD')" >/dev/null
+}
+wh_psql -q -c "CREATE EXTENSION IF NOT EXISTS dbsync" >/dev/null 2>&1
+mkserver lce "tables 'part,tk,ri,dflt'"
+
+run lce
+check "first run: the partitioned table loads" row_is part ok || show_run
+check "first run: the publication publishes partitions through their root" \
+    test "$(sval "SELECT pubviaroot FROM pg_publication WHERE pubname = 'dbsync_lce'")" = t
+src_admin_psql -q <<SQL >/dev/null
+INSERT INTO lce.part VALUES (3, 'new a'), (1003, 'new b');
+UPDATE lce.part SET v = 'moved' , id = id + 1000 WHERE id = 8;
+DELETE FROM lce.part WHERE id = 15;
+UPDATE lce.tk SET v = v + 10;
+UPDATE lce.ri SET v = 'changed' WHERE id = 1;
+DELETE FROM lce.ri WHERE id = 2;
+INSERT INTO lce.dflt VALUES (1000, 'before');
+ALTER TABLE lce.dflt ADD COLUMN c int DEFAULT 42;
+INSERT INTO lce.dflt VALUES (1001, 'after', 7);
+SQL
+run lce
+check "partitioned table: inserts, updates across partitions and deletes arrive" same part 'id, v' id
+check "TOASTed text key left alone by an update: applied, not a stall" same tk 'k, v' 'k COLLATE "C"'
+check "replica identity without the key: that table is an error" row_is ri error || show_run
+check "... whose hint says REPLICA IDENTITY" \
+    test "$(q "SELECT last_error LIKE '%REPLICA IDENTITY DEFAULT%' FROM dbsync.status WHERE server = 'lce' AND table_name = 'ri'")" = t
+check "... while the other tables go on" bash -c '! grep -q "^part|.*|error|\|^tk|.*|error|" <<<"$1"' _ "$RUN"
+check "ADD COLUMN .. DEFAULT mid-stream: old rows get the default (the table is loaded again)" same dflt 'id, v, c' id
+
+# dbsync_run twice in one transaction, rolled back: nothing acknowledged that was not committed
+src_admin_psql -q -c "INSERT INTO lce.part VALUES (500, 'rolled back once')" >/dev/null
+wh_psql -q -c "BEGIN" -c "SELECT count(*) FROM dbsync_run('lce')" -c "SELECT count(*) FROM dbsync_run('lce')" -c "ROLLBACK" >/dev/null 2>&1
+committed=$(q "SELECT applied_lsn FROM dbsync.captures WHERE server = 'lce'")
+check "two runs in a rolled-back transaction: the slot is not past the committed position" \
+    test "$(sval "SELECT confirmed_flush_lsn <= '$committed'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'dbsync_lce'")" = t
+run lce
+check "... and the next run brings the row" same part 'id, v' id
+
+# a second run while the first one's transaction is open waits its turn (skipped)
+( echo "BEGIN; SELECT count(*) FROM dbsync_run('lce');"; sleep 4; echo "COMMIT;" ) | wh_psql -q >/dev/null 2>&1 &
+HOLDER=$!
+sleep 2
+run lce
+check "a run while another run's transaction holds the server: skipped" \
+    bash -c 'grep -q "skipped|another run is capturing" <<<"$1"' _ "$RUN"
+wait "$HOLDER"
+
+# a slot of the same name that dbsync did not make is not dropped
+sval "SELECT pg_create_logical_replication_slot('dbsync_lce_theirs', 'pgoutput')" >/dev/null
+mkserver lce_theirs "tables 'dflt'"
+run lce_theirs
+check "someone else's slot of the default name: an error" bash -c 'grep -q "exists at the source.*dbsync did not make it" <<<"$1"' _ "$RUN"
+check "... and the slot is still there" test "$(sval "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbsync_lce_theirs'")" = 1
+sval "SELECT pg_drop_replication_slot('dbsync_lce_theirs')" >/dev/null
+
+# a publication that leaves updates and deletes out is refused
+src_admin_psql -q -c "CREATE PUBLICATION lce_insonly FOR TABLE lce.keep WITH (publish = 'insert')" >/dev/null
+mkserver lce_insonly "tables 'keep', publication 'lce_insonly', slot_name 'dbsync_lce_insonly'"
+run lce_insonly
+check "a publication that leaves updates out: an error" bash -c 'grep -q "does not publish every change" <<<"$1"' _ "$RUN"
+check "... and no slot was made" test "$(sval "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbsync_lce_insonly'")" = 0
+
+# a user publication lacking every selected table: errors, no crash
+src_admin_psql -q -c "CREATE PUBLICATION lce_other FOR TABLE lce.dflt" >/dev/null
+mkserver lce_nopub "tables 'keep', publication 'lce_other', slot_name 'dbsync_lce_nopub'"
+run lce_nopub
+check "a publication without any selected table: that table is an error" row_is keep error || show_run
+check "... and the warehouse is up" test "$(q "SELECT 1")" = 1
+
+# deletes 'ignore': source deletes and truncates keep the local rows
+mkserver lce_ign "tables 'keep', deletes 'ignore'"
+run lce_ign
+src_admin_psql -q -c "DELETE FROM lce.keep WHERE id <= 5" -c "UPDATE lce.keep SET v = 'u' WHERE id = 6" >/dev/null
+run lce_ign
+check "deletes 'ignore': deleted source rows stay" test "$(q "SELECT count(*) FROM lce_ign.keep")" = 20
+check "... updates arrive" test "$(q "SELECT v FROM lce_ign.keep WHERE id = 6")" = u
+src_admin_psql -q -c "TRUNCATE lce.keep" >/dev/null
+run lce_ign
+check "deletes 'ignore': a TRUNCATE keeps the rows" test "$(q "SELECT count(*) FROM lce_ign.keep")" = 20
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
