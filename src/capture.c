@@ -752,25 +752,15 @@ flush_all(CapturePass *p)
 		flush_table(p, lfirst(lc));
 }
 
+/* Changes held in memory, not applied yet: keys (or, bytes, their size). */
 static int64
-pending_bytes(CapturePass *p)
+pending(CapturePass *p, bool bytes)
 {
 	ListCell   *lc;
 	int64		n = 0;
 
 	foreach(lc, p->captured)
-		n += ((CapTable *) lfirst(lc))->bytes;
-	return n;
-}
-
-static int64
-pending_rows(CapturePass *p)
-{
-	ListCell   *lc;
-	int64		n = 0;
-
-	foreach(lc, p->captured)
-		n += ((CapTable *) lfirst(lc))->nchanges;
+		n += bytes ? ((CapTable *) lfirst(lc))->bytes : ((CapTable *) lfirst(lc))->nchanges;
 	return n;
 }
 
@@ -810,7 +800,7 @@ on_message(CapturePass *p, PgoMessage *msg, XLogRecPtr *group_end)
 			capture_add_change(t, msg);
 			if (capture_table_full(t))
 				flush_table(p, t);
-			else if (pending_bytes(p) >= CAPTURE_SET_BYTES)
+			else if (pending(p, true) >= CAPTURE_SET_BYTES)
 				flush_all(p);
 			break;
 		case PGO_TRUNCATE:
@@ -884,7 +874,7 @@ stream_group(CapturePass *p)
 			if (reply)
 				log->ack(p->repl, p->acked);	/* (a status update: nothing new) */
 			/* nothing of ours before wal_end is left unapplied */
-			if (!p->in_txn && XLogRecPtrIsInvalid(group_end) && pending_rows(p) == 0)
+			if (!p->in_txn && XLogRecPtrIsInvalid(group_end) && pending(p, false) == 0)
 			{
 				p->caught_up = true;
 				if (wal_end > p->applied)
@@ -921,10 +911,10 @@ stream_group(CapturePass *p)
 		if (!XLogRecPtrIsInvalid(group_end) &&
 			(kind == LOG_NOTHING || idle_advance ||
 			 GetCurrentTimestamp() - group_start >= CAPTURE_GROUP_USECS ||
-			 pending_rows(p) >= CAPTURE_GROUP_ROWS))
+			 pending(p, false) >= CAPTURE_GROUP_ROWS))
 			break;
 		/* a quiet worker still commits now and then: no snapshot held for long */
-		if (kind == LOG_NOTHING && p->follow && pending_rows(p) == 0 &&
+		if (kind == LOG_NOTHING && p->follow && pending(p, false) == 0 &&
 			GetCurrentTimestamp() - group_start >= CAPTURE_QUIET_USECS)
 			break;
 		CHECK_FOR_INTERRUPTS();

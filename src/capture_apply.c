@@ -126,9 +126,12 @@ line_field(const char *line, int c, int *len)
 
 	for (int i = 0; i < c; i++)
 	{
-		p = strchr(p, '\t');
-		Assert(p != NULL);
-		p++;
+		const char *tab = strchr(p, '\t');
+
+		/* (lines made by tuple_row: every column is there) */
+		if (tab == NULL)
+			elog(ERROR, "dbsync: a staged row lacks column %d", c + 1);
+		p = tab + 1;
 	}
 	end = strchr(p, '\t');
 	*len = end ? (int) (end - p) : (int) strlen(p);
