@@ -471,12 +471,13 @@ ensure_publication(CapturePass *p, List *names)
 
 /* The slot must exist, be free and not lost. */
 static void
-check_slot(CapturePass *p, const char *slot)
+check_slot(CapturePass *p, const char *slot, XLogRecPtr applied)
 {
 	bool		active;
 	bool		lost;
+	XLogRecPtr	confirmed;
 
-	if (!p->cfg->driver->log->slot_exists(p->repl, slot, &active, &lost))
+	if (!p->cfg->driver->log->slot_exists(p->repl, slot, &active, &lost, &confirmed))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("replication slot \"%s\" of server \"%s\" is gone at the source",
@@ -490,6 +491,19 @@ check_slot(CapturePass *p, const char *slot)
 				 errmsg("replication slot \"%s\" of server \"%s\" was invalidated at the source",
 						slot, p->cfg->server_name),
 				 errdetail("The source removed WAL the slot still needed (max_slot_wal_keep_size, or retention expired)."),
+				 errhint("Load the tables again from a new slot: SELECT dbsync_resync(%s); then run the server.",
+						 quote_literal_cstr(p->cfg->server_name))));
+	/*
+	 * The source was told more than is committed here (a run rolled back
+	 * after it replaced the slot, another consumer): what lies between is
+	 * gone from the stream.
+	 */
+	if (!XLogRecPtrIsInvalid(applied) && confirmed > applied)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" of server \"%s\" is past the position applied here (%X/%X, slot at %X/%X)",
+						slot, p->cfg->server_name, LSN_FORMAT_ARGS(applied), LSN_FORMAT_ARGS(confirmed)),
+				 errdetail("Changes between them cannot be read any more: a run that replaced the slot was rolled back, or another consumer reads it."),
 				 errhint("Load the tables again from a new slot: SELECT dbsync_resync(%s); then run the server.",
 						 quote_literal_cstr(p->cfg->server_name))));
 	if (active)
@@ -592,6 +606,8 @@ map_columns(CapTable *t, const PgoRelation *rel)
 	t->natts = rel->natts;
 	t->atttypes = palloc(sizeof(Oid) * Max(rel->natts, 1));
 	memcpy(t->atttypes, rel->atttypes, sizeof(Oid) * rel->natts);
+	t->atttypmods = palloc(sizeof(int32) * Max(rel->natts, 1));
+	memcpy(t->atttypmods, rel->atttypmods, sizeof(int32) * rel->natts);
 	MemoryContextSwitchTo(old);
 }
 
@@ -609,6 +625,8 @@ table_fail(CapturePass *p, CapTable *t, const char *message)
 	table_set_captured(p->cfg, t->name, InvalidXLogRecPtr);
 	emit(p->out, t->name, "incremental", 0, 0, p->started, "error", message);
 	capture_table_reset(t);
+	t->inserted = 0;
+	t->removed = 0;
 	t->failed = true;
 }
 
@@ -674,7 +692,8 @@ static bool
 relation_drifted(CapTable *t, const PgoRelation *rel)
 {
 	if (t->atttypes && t->natts == rel->natts &&
-		memcmp(t->atttypes, rel->atttypes, sizeof(Oid) * rel->natts) != 0)
+		(memcmp(t->atttypes, rel->atttypes, sizeof(Oid) * rel->natts) != 0 ||
+		 memcmp(t->atttypmods, rel->atttypmods, sizeof(int32) * rel->natts) != 0))
 		return true;
 	for (int i = 0; i < rel->natts; i++)
 		if (find_column(t->rt, rel->attnames[i]) == NULL)
@@ -718,6 +737,35 @@ on_relation(CapturePass *p, const PgoRelation *rel)
 	}
 }
 
+/* Empty (soft: flag) the target, in a subtransaction: a failure is the table's. */
+static void
+truncate_target(CapturePass *p, CapTable *t)
+{
+	Subxact		sx;
+
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		if (t->soft)
+			spi_exec(psprintf("UPDATE %s SET _dbsync_deleted = true, _dbsync_synced_at = pg_catalog.now() "
+							  "WHERE NOT _dbsync_deleted", t->target), SPI_OK_UPDATE);
+		else
+			spi_exec(psprintf("DELETE FROM %s", t->target), SPI_OK_DELETE);
+		t->removed += (int64) SPI_processed;
+		t->deleted += (int64) SPI_processed;
+		subxact_commit(&sx);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = subxact_abort(&sx);
+
+		if (subxact_is_interrupt(edata))
+			ReThrowError(edata);
+		table_fail(p, t, error_text(edata));
+	}
+	PG_END_TRY();
+}
+
 /* TRUNCATE at the source: the set so far applied, then the target emptied. */
 static void
 on_truncate(CapturePass *p, const PgoMessage *msg)
@@ -731,13 +779,7 @@ on_truncate(CapturePass *p, const PgoMessage *msg)
 		flush_table(p, t);
 		if (t->failed)
 			continue;
-		if (t->soft)
-			spi_exec(psprintf("UPDATE %s SET _dbsync_deleted = true, _dbsync_synced_at = pg_catalog.now() "
-							  "WHERE NOT _dbsync_deleted", t->target), SPI_OK_UPDATE);
-		else
-			spi_exec(psprintf("DELETE FROM %s", t->target), SPI_OK_DELETE);
-		t->removed += (int64) SPI_processed;
-		t->deleted += (int64) SPI_processed;
+		truncate_target(p, t);
 	}
 }
 
@@ -797,7 +839,15 @@ on_message(CapturePass *p, PgoMessage *msg, XLogRecPtr *group_end)
 			t = captable_by_relid(p, msg->rel->relid);
 			if (t == NULL)
 				break;
-			capture_add_change(t, msg);
+			{
+				char	   *why = capture_add_change(t, msg);
+
+				if (why)
+				{
+					table_fail(p, t, why);
+					break;
+				}
+			}
 			if (capture_table_full(t))
 				flush_table(p, t);
 			else if (pending(p, true) >= CAPTURE_SET_BYTES)
@@ -931,7 +981,8 @@ stream_group(CapturePass *p)
 		{
 			CapTable   *t = lfirst(lc);
 
-			if (t->inserted != 0 || t->removed != 0 || (t->note && !t->note_saved))
+			if (!t->failed &&
+				(t->inserted != 0 || t->removed != 0 || (t->note && !t->note_saved)))
 				table_save_applied(p, t);
 		}
 	}
@@ -981,6 +1032,9 @@ report_tables(CapturePass *p)
 		CapTable   *t = lfirst(lc);
 		RunRecord	rec;
 
+		/* (failed: its error stands; loaded again: that load reported it) */
+		if (t->failed)
+			continue;
 		run_record_init(p->out, p->cfg->serverid, p->cfg->server_name, t->name, &rec);
 		rec.started_at = p->started;
 		rec.mode = "incremental";
@@ -1123,11 +1177,12 @@ start_capture(CapturePass *p, List *keyed)
 	List	   *loaded;
 	ListCell   *lc;
 	int			failed = 0;
+	XLogRecPtr	confirmed;
 
-	if (log->slot_exists(p->repl, p->cfg->slot_name, &active, &lost))
+	if (log->slot_exists(p->repl, p->cfg->slot_name, &active, &lost, &confirmed))
 	{
 		if (active)
-			check_slot(p, p->cfg->slot_name);
+			check_slot(p, p->cfg->slot_name, InvalidXLogRecPtr);
 		/*
 		 * Left by an earlier try or by dbsync_resync() of this server: its
 		 * name is in dbsync.captures, or dbsync's own publication (made
@@ -1144,12 +1199,8 @@ start_capture(CapturePass *p, List *keyed)
 		log->drop_slot(p->repl, p->cfg->slot_name);
 	}
 	log->create_slot(p->repl, p->cfg->slot_name, &consistent, &snapshot);
+	/* a table that fails its load is loaded again by a later pass (fresh) */
 	loaded = load_tables(p, keyed, snapshot, &failed);
-	if (failed > 0)
-	{
-		log->drop_slot(p->repl, p->cfg->slot_name);
-		return false;
-	}
 	state_save_new(p->cfg, consistent);
 	foreach(lc, loaded)
 		table_set_captured(p->cfg, ((RemoteTable *) lfirst(lc))->name, consistent);
@@ -1208,7 +1259,7 @@ capture_prepare(CapturePass *p, List *keyed)
 		return start_capture(p, keyed);
 	}
 
-	check_slot(p, cs.slot);
+	check_slot(p, cs.slot, cs.applied);
 	p->applied = cs.applied;
 	p->start_uncommitted = cs.uncommitted;
 	/* a table no longer captured misses changes: loaded again if it comes back */
@@ -1282,6 +1333,8 @@ capture_stream(CapturePass *p)
 		 * one transaction): it may still roll back.
 		 */
 		p->committed = p->start_uncommitted ? InvalidXLogRecPtr : p->applied;
+		/* (committed asynchronously, perhaps: on disk before the source hears) */
+		XLogFlush(GetXLogInsertRecPtr());
 		ack_committed(p);
 		subxact_commit(&sx);
 	}
@@ -1399,6 +1452,7 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 {
 	/* a table loaded again (drift, a new target) takes one more pass */
 	bool		again = true;
+	List	   *volatile discovered = tables;
 
 	if (!callback_registered)
 	{
@@ -1420,7 +1474,12 @@ capture_server(RunOutput *out, ForeignServer *server, SourceConfig *cfg,
 	PG_TRY();
 	{
 		for (int i = 0; i < 3 && again; i++)
-			again = capture_pass(out, server, cfg, conn, tables, names, run_as, sec);
+		{
+			/* a reload follows the source's columns as they are now */
+			if (i > 0 && *conn != NULL)
+				discovered = source_discover(*conn);
+			again = capture_pass(out, server, cfg, conn, discovered, names, run_as, sec);
+		}
 	}
 	PG_FINALLY();
 	{
@@ -1450,17 +1509,18 @@ capture_forget(RunOutput *out, ForeignServer *server, SourceConfig *cfg, SourceC
 	{
 		bool		active;
 		bool		lost;
+		XLogRecPtr	confirmed;
 
 		repl = source_log_connect(cfg);
 		/* a worker that streamed it lets go within a second of ALTER SERVER */
 		for (int i = 0; i < 30; i++)
 		{
-			if (!cfg->driver->log->slot_exists(repl, cs.slot, &active, &lost) || !active)
+			if (!cfg->driver->log->slot_exists(repl, cs.slot, &active, &lost, &confirmed) || !active)
 				break;
 			CHECK_FOR_INTERRUPTS();
 			pg_usleep(100 * 1000L);
 		}
-		if (cfg->driver->log->slot_exists(repl, cs.slot, &active, &lost))
+		if (cfg->driver->log->slot_exists(repl, cs.slot, &active, &lost, &confirmed))
 		{
 			if (active)
 				ereport(ERROR,

@@ -23,6 +23,7 @@ typedef struct CapTable
 	bool		soft;			/* deletes 'soft' */
 	bool		keep_deleted;	/* deletes 'ignore': deletes not applied */
 	Oid		   *atttypes;		/* the last Relation message's types */
+	int32	   *atttypmods;
 	int			natts;
 	int		   *col_att;		/* per target column: its source column, -1 */
 	int		   *key_att;		/* per key column: its source column */
@@ -40,7 +41,7 @@ typedef struct CapTable
 	bool		failed;			/* left out for the rest of the pass */
 } CapTable;
 
-extern void capture_add_change(CapTable *t, const PgoMessage *msg);
+extern char *capture_add_change(CapTable *t, const PgoMessage *msg);
 extern bool capture_table_full(CapTable *t);
 extern void capture_flush_table(CapTable *t, int64 rows_total);
 extern void capture_flush_deletes(CapTable *t, StringInfo dels);

@@ -49,26 +49,21 @@ static char *
 tuple_key(CapTable *t, const PgoTuple *tup, const PgoRelation *rel, const PgoTuple *old)
 {
 	StringInfoData buf;
-	ListCell   *lc;
 
 	initStringInfo(&buf);
-	foreach(lc, t->pk)
+	for (int k = 0; k < list_length(t->pk); k++)
 	{
-		int			i = t->key_att[foreach_current_index(lc)];
+		int			i = t->key_att[k];
 		const PgoTuple *src = tup;
 
-		if (foreach_current_index(lc) > 0)
+		if (k > 0)
 			appendStringInfoChar(&buf, '\t');
 		/* a TOASTed key column an update left alone: the old key has it */
 		if (old && i >= 0 && i < tup->ncols && tup->kinds[i] == 'u' &&
 			i < old->ncols && old->kinds[i] == 't')
 			src = old;
 		if (i < 0 || i >= src->ncols || src->kinds[i] != 't')
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("a change of table \"%s\" arrived without its key column \"%s\"",
-							rel->relname, (char *) lfirst(lc)),
-					 errhint("Give the source table a primary key (and REPLICA IDENTITY DEFAULT or FULL), then run dbsync_resync().")));
+			return NULL;		/* (the caller fails the table) */
 		copy_append_escaped(&buf, src->values[i], strlen(src->values[i]));
 	}
 	return buf.data;
@@ -250,13 +245,24 @@ add_update(CapTable *t, const char *from, const char *key, char *row, bool *unch
 	set_upsert(t, ch, row, unchanged, fill);
 }
 
-/* Take one decoded row change into the table's set. */
-void
+static char *
+nokey_message(CapTable *t)
+{
+	return psprintf("a change of table \"%s\" arrived without its key (%s)\nHINT: Give the source table a primary key and REPLICA IDENTITY DEFAULT or FULL; then run the server again.",
+					t->name, apply_name_list_text(t->pk));
+}
+
+/*
+ * Take one decoded row change into the table's set.  Returns NULL, or why
+ * the table's changes cannot be applied (a change without its key).
+ */
+char *
 capture_add_change(CapTable *t, const PgoMessage *msg)
 {
 	bool	   *unchanged;
 	char	   *row;
 	char	   *key;
+	char	   *old;
 	bool		found;
 
 	switch (msg->kind)
@@ -264,6 +270,8 @@ capture_add_change(CapTable *t, const PgoMessage *msg)
 		case PGO_INSERT:
 			row = tuple_row(t, &msg->new, &unchanged, NULL);
 			key = tuple_key(t, &msg->new, msg->rel, NULL);
+			if (key == NULL)
+				return nokey_message(t);
 			/* an insert carries every published column */
 			set_upsert(t, change_for(t, key, &found), row, NULL, NULL);
 			t->upserted++;
@@ -271,10 +279,13 @@ capture_add_change(CapTable *t, const PgoMessage *msg)
 		case PGO_UPDATE:
 			row = tuple_row(t, &msg->new, &unchanged, msg->oldkind ? &msg->old : NULL);
 			key = tuple_key(t, &msg->new, msg->rel, msg->oldkind ? &msg->old : NULL);
+			if (key == NULL)
+				return nokey_message(t);
 			if (msg->oldkind)
 			{
-				char	   *old = tuple_key(t, &msg->old, msg->rel, NULL);
-
+				old = tuple_key(t, &msg->old, msg->rel, NULL);
+				if (old == NULL)
+					return nokey_message(t);
 				if (strcmp(old, key) != 0)
 				{
 					add_update(t, old, key, row, unchanged);
@@ -287,18 +298,17 @@ capture_add_change(CapTable *t, const PgoMessage *msg)
 			t->upserted++;
 			break;
 		case PGO_DELETE:
-			if (!msg->oldkind)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_EXCEPTION),
-						 errmsg("a delete of table \"%s\" arrived without its key", msg->rel->relname),
-						 errhint("Give the source table a primary key (REPLICA IDENTITY DEFAULT), then run dbsync_resync().")));
-			set_delete(t, tuple_key(t, &msg->old, msg->rel, NULL));
+			old = msg->oldkind ? tuple_key(t, &msg->old, msg->rel, NULL) : NULL;
+			if (old == NULL)
+				return nokey_message(t);
+			set_delete(t, old);
 			if (!t->keep_deleted)
 				t->deleted++;
 			break;
 		default:
 			break;
 	}
+	return NULL;
 }
 
 bool
@@ -426,6 +436,9 @@ capture_flush_table(CapTable *t, int64 rows_total)
 			fcols = lappend(fcols, stage_column("dbsync_unchanged", "integer[]"));
 			fstage = apply_create_stage(fcols);
 			apply_copy_buffer(fcols, fstage, fills.data, fills.len);
+			/* (probed once per staged row under the nested-loop setting) */
+			spi_exec(psprintf("CREATE INDEX ON %s (%s)", fstage, apply_name_list_text(t->pk)),
+					 SPI_OK_UTILITY);
 			fill_unchanged(t, stage, fstage);
 			apply_drop_stage(fstage);
 		}

@@ -56,9 +56,10 @@ typedef struct LogDriver
 {
 	/* a replication connection (the owner's mapping, as connect()) */
 	SourceConn *(*connect) (SourceConfig *cfg);
-	/* does the slot exist, is a process streaming it, has it lost WAL? */
+	/* does the slot exist, is a process streaming it, has it lost WAL, and
+	 * what was the source told (confirmed_flush_lsn)? */
 	bool		(*slot_exists) (SourceConn *conn, const char *slot, bool *active,
-								bool *lost);
+								bool *lost, XLogRecPtr *confirmed);
 	/* make it: its consistent point and the snapshot (or read time) there */
 	void		(*create_slot) (SourceConn *conn, const char *slot,
 								XLogRecPtr *consistent, char **snapshot);

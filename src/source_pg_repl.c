@@ -376,20 +376,25 @@ log_connect(SourceConfig *cfg)
 }
 
 static bool
-log_slot_exists(SourceConn *conn, const char *slot, bool *active, bool *lost)
+log_slot_exists(SourceConn *conn, const char *slot, bool *active, bool *lost,
+				XLogRecPtr *confirmed)
 {
 	PgConn	   *pc = (PgConn *) conn;
 	PGresult   *res;
 	bool		exists;
 
 	/* (YugabyteDB 2024.1 has no wal_status: read it from the row as json) */
-	res = pg_exec(pc, psprintf("SELECT active, pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'wal_status' "
+	res = pg_exec(pc, psprintf("SELECT active, pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'wal_status', "
+							   "confirmed_flush_lsn "
 							   "FROM pg_catalog.pg_replication_slots s WHERE slot_name = %s",
 							   quote_literal_cstr(slot)),
 				  "look for the replication slot");
 	exists = PQntuples(res) == 1;
 	*active = exists && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	*lost = exists && !PQgetisnull(res, 0, 1) && strcmp(PQgetvalue(res, 0, 1), "lost") == 0;
+	*confirmed = exists && !PQgetisnull(res, 0, 2) ?
+		DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(PQgetvalue(res, 0, 2)))) :
+		InvalidXLogRecPtr;
 	PQclear(res);
 	return exists;
 }
@@ -510,13 +515,15 @@ log_publication_tables(SourceConn *conn, const char *pub, const char *schema, bo
 		return tables;
 	res = pg_exec(pc, psprintf("SELECT pg_catalog.obj_description(pb.oid, 'pg_publication'), "
 							   "pg_catalog.concat_ws('; ', "
-							   "CASE WHEN NOT (pb.pubinsert AND pb.pubupdate AND pb.pubdelete) "
-							   "THEN 'it leaves inserts, updates or deletes out' END, "
+							   "CASE WHEN NOT (pb.pubinsert AND pb.pubupdate AND pb.pubdelete AND pb.pubtruncate) "
+							   "THEN 'it leaves inserts, updates, deletes or truncates out' END, "
 							   "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_publication_tables t "
 							   "  WHERE t.pubname = pb.pubname AND t.schemaname = %s "
 							   "  AND pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'rowfilter' IS NOT NULL) "
 							   "THEN 'a table has a row filter' END, "
 							   "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_publication_rel r "
+							   "  JOIN pg_catalog.pg_class c ON c.oid = r.prrelid "
+							   "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s "
 							   "  WHERE r.prpubid = pb.oid "
 							   "  AND pg_catalog.to_jsonb(r) OPERATOR(pg_catalog.->>) 'prattrs' IS NOT NULL) "
 							   "THEN 'a table has a column list' END, "
@@ -527,7 +534,7 @@ log_publication_tables(SourceConn *conn, const char *pub, const char *schema, bo
 							   "  AND pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.->>) 'relispartition' = 'true') "
 							   "THEN 'it publishes partitions as themselves, not through their partitioned table' END) "
 							   "FROM pg_catalog.pg_publication pb WHERE pb.pubname = %s",
-							   lschema, lschema, lpub),
+							   lschema, lschema, lschema, lpub),
 				  "check the publication");
 	if (PQntuples(res) == 1)
 	{
@@ -581,7 +588,7 @@ log_publication_set(SourceConn *conn, const char *pub, bool create, const char *
 		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) ? ", " : "",
 						 quote_qualified_identifier(schema, lfirst(lc)));
 	/* a partitioned table's changes under its own name (YugabyteDB: PG 11, none) */
-	if (create && !is_yugabyte(pc))
+	if (create && !is_yugabyte(pc) && PQserverVersion(pc->conn) >= 130000)
 		appendStringInfoString(&sql, " WITH (publish_via_partition_root = true)");
 	if (create)
 		appendStringInfo(&sql, "; COMMENT ON PUBLICATION %s IS %s", quote_identifier(pub),

@@ -31,8 +31,8 @@ row_is() { awk -F'|' -v t="$1" -v s="$2" '$1 == t && $3 == s { f = 1 } END { exi
 show_run() { diag "$(head -n 8 <<<"$RUN")"; }
 
 cleanup() {
-    wh_psql -q -c "SET client_min_messages = error" -c "DROP SERVER IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub CASCADE" \
-        -c "DROP SCHEMA IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub CASCADE" >/dev/null 2>&1
+    wh_psql -q -c "SET client_min_messages = error" -c "DROP SERVER IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub, lce_notrunc, lce_part CASCADE" \
+        -c "DROP SCHEMA IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub, lce_notrunc, lce_part CASCADE" >/dev/null 2>&1
     sleep 1
     src_admin_psql -q -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'dbsync\_lce%' AND NOT active" \
         -c "DO \$\$DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication WHERE pubname LIKE 'dbsync\_lce%' OR pubname LIKE 'lce\_%' LOOP EXECUTE format('DROP PUBLICATION %I', p); END LOOP; END\$\$" \
@@ -146,6 +146,50 @@ check "... updates arrive" test "$(q "SELECT v FROM lce_ign.keep WHERE id = 6")"
 src_admin_psql -q -c "TRUNCATE lce.keep" >/dev/null
 run lce_ign
 check "deletes 'ignore': a TRUNCATE keeps the rows" test "$(q "SELECT count(*) FROM lce_ign.keep")" = 20
+
+# a change the target refuses fails that table alone, and its status stays an error
+wh_psql -q -c "ALTER TABLE lce.dflt ADD CONSTRAINT dflt_small CHECK (id < 5000)" >/dev/null
+src_admin_psql -q -c "INSERT INTO lce.dflt VALUES (6000, 'refused', 1)" -c "INSERT INTO lce.part VALUES (7, 'with it')" >/dev/null
+run lce
+check "a value the target refuses: that table is an error" row_is dflt error || show_run
+check "... its status says so after the run (not ok)" \
+    test "$(q "SELECT last_status FROM dbsync.status WHERE server = 'lce' AND table_name = 'dflt'")" = error
+check "... and the other tables applied" same part 'id, v' id
+wh_psql -q -c "ALTER TABLE lce.dflt DROP CONSTRAINT dflt_small" >/dev/null
+run lce
+check "once the target takes it: the table is loaded again, exact" same dflt 'id, v, c' id
+
+# a dbsync_resync + run rolled back: the slot was replaced at the source, the position not
+wh_psql -q -c "BEGIN" -c "SELECT dbsync_resync('lce')" -c "SELECT count(*) FROM dbsync_run('lce')" -c "ROLLBACK" >/dev/null 2>&1
+src_admin_psql -q -c "INSERT INTO lce.part VALUES (9, 'after the rollback')" >/dev/null
+run lce
+check "slot replaced by a rolled-back run: an error, not a silent gap" \
+    bash -c 'grep -q "past the position applied" <<<"$1" && grep -q dbsync_resync <<<"$1"' _ "$RUN"
+q "SELECT dbsync_resync('lce')" >/dev/null
+run lce
+check "... dbsync_resync, then exact" same part 'id, v' id
+
+# a user publication that leaves truncates out is refused too
+src_admin_psql -q -c "CREATE PUBLICATION lce_notrunc FOR TABLE lce.keep WITH (publish = 'insert, update, delete')" >/dev/null
+mkserver lce_notrunc "tables 'keep', publication 'lce_notrunc', slot_name 'dbsync_lce_notrunc'"
+run lce_notrunc
+check "a publication without truncates: an error" bash -c 'grep -q "does not publish every change" <<<"$1"' _ "$RUN"
+
+# a table whose first load fails does not hold the others back
+wh_psql -q -c "CREATE SCHEMA lce_part" -c "CREATE TABLE lce_part.tk (k text PRIMARY KEY, v int)" >/dev/null
+mkserver lce_part "tables 'part,tk'"
+run lce_part
+check "first run, one table blocked (a table dbsync did not make holds its name): the other loads" row_is part ok || show_run
+check "... the blocked one is an error" row_is tk error
+check "... and the stream state is kept (slot made once)" \
+    test "$(q "SELECT count(*) FROM dbsync.captures WHERE server = 'lce_part'")" = 1
+wh_psql -q -c "DROP TABLE lce_part.tk" >/dev/null
+src_admin_psql -q -c "UPDATE lce.tk SET v = v + 1" -c "INSERT INTO lce.part VALUES (11, 'later')" >/dev/null
+run lce_part
+check "... once freed, the next run loads it and both are exact" \
+    bash -c 'row_is() { awk -F"|" -v t="$1" -v s="$2" "\$1 == t && \$3 == s { f = 1 } END { exit !f }" <<<"$3"; }; row_is tk ok "$1" && row_is part ok "$1"' _ "$RUN"
+check "... tk exact" same tk 'k, v' 'k COLLATE "C"' lce_part
+check "... part exact" same part 'id, v' id lce_part
 
 echo "1..$n"
 [ "$failed" -eq 0 ]
