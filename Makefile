@@ -23,6 +23,8 @@ OBJS = \
 	src/citus.o \
 	src/pgoutput.o \
 	src/capture.o \
+	src/capture_state.o \
+	src/capture_stream.o \
 	src/capture_apply.o \
 	src/sync.o \
 	src/deletes.o \
