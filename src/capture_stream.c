@@ -151,18 +151,16 @@ table_fail(CapturePass *p, CapTable *t, const char *message)
 	t->failed = true;
 }
 
-/* Apply a table's set in a subtransaction: a failure is the table's. */
+/* Run fn on the table in a subtransaction: a failure is the table's alone. */
 static void
-flush_table(CapturePass *p, CapTable *t)
+table_step(CapturePass *p, CapTable *t, void (*fn) (CapTable *t))
 {
 	Subxact		sx;
 
-	if (t->failed || t->nchanges == 0)
-		return;
 	subxact_begin(&sx);
 	PG_TRY();
 	{
-		capture_flush_table(t, t->rows_total);
+		fn(t);
 		subxact_commit(&sx);
 	}
 	PG_CATCH();
@@ -174,6 +172,21 @@ flush_table(CapturePass *p, CapTable *t)
 		table_fail(p, t, error_text(edata));
 	}
 	PG_END_TRY();
+}
+
+static void
+flush_set(CapTable *t)
+{
+	capture_flush_table(t, t->rows_total);
+}
+
+/* Apply a table's set (its failure is the table's). */
+static void
+flush_table(CapturePass *p, CapTable *t)
+{
+	if (t->failed || t->nchanges == 0)
+		return;
+	table_step(p, t, flush_set);
 }
 
 /*
@@ -258,33 +271,17 @@ on_relation(CapturePass *p, const PgoRelation *rel)
 	}
 }
 
-/* Empty (soft: flag) the target, in a subtransaction: a failure is the table's. */
+/* Empty (soft: flag) the target. */
 static void
-truncate_target(CapturePass *p, CapTable *t)
+truncate_target(CapTable *t)
 {
-	Subxact		sx;
-
-	subxact_begin(&sx);
-	PG_TRY();
-	{
-		if (t->soft)
-			spi_exec(psprintf("UPDATE %s SET _dbsync_deleted = true, _dbsync_synced_at = pg_catalog.now() "
-							  "WHERE NOT _dbsync_deleted", t->target), SPI_OK_UPDATE);
-		else
-			spi_exec(psprintf("DELETE FROM %s", t->target), SPI_OK_DELETE);
-		t->removed += (int64) SPI_processed;
-		t->deleted += (int64) SPI_processed;
-		subxact_commit(&sx);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = subxact_abort(&sx);
-
-		if (subxact_is_interrupt(edata))
-			ReThrowError(edata);
-		table_fail(p, t, error_text(edata));
-	}
-	PG_END_TRY();
+	if (t->soft)
+		spi_exec(psprintf("UPDATE %s SET _dbsync_deleted = true, _dbsync_synced_at = pg_catalog.now() "
+						  "WHERE NOT _dbsync_deleted", t->target), SPI_OK_UPDATE);
+	else
+		spi_exec(psprintf("DELETE FROM %s", t->target), SPI_OK_DELETE);
+	t->removed += (int64) SPI_processed;
+	t->deleted += (int64) SPI_processed;
 }
 
 /* TRUNCATE at the source: the set so far applied, then the target emptied. */
@@ -300,7 +297,7 @@ on_truncate(CapturePass *p, const PgoMessage *msg)
 		flush_table(p, t);
 		if (t->failed)
 			continue;
-		truncate_target(p, t);
+		table_step(p, t, truncate_target);
 	}
 }
 
