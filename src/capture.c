@@ -272,7 +272,20 @@ identity_problem(CapturePass *p, const char *table, List *pk)
 	return NULL;
 }
 
-/* Tables without a key cannot be captured: said once per pass. */
+/* A table log capture cannot take: its error, in its status and the run's rows. */
+static void
+refuse_table(CapturePass *p, const char *table, const char *why)
+{
+	catalog_ensure(p->cfg->server_name, p->cfg->serverid, table, p->cfg->target_schema);
+	catalog_save_error(p->cfg->server_name, p->cfg->serverid, table, p->cfg->target_schema,
+					   why, NULL);
+	emit(p->out, table, NULL, 0, 0, p->started, "error", why);
+}
+
+/*
+ * The selected tables whose changes can be keyed; the others (no key, a
+ * replica identity without the key) are refused, once per pass.
+ */
 static List *
 keyed_tables(CapturePass *p, List *names)
 {
@@ -282,33 +295,19 @@ keyed_tables(CapturePass *p, List *names)
 	foreach(lc, names)
 	{
 		RemoteTable *rt = find_remote_table(p->all_tables, lfirst(lc));
-		TableState *st = catalog_load(p->cfg->server_name, rt->name);
+		List	   *pk = effective_pk(rt, catalog_load(p->cfg->server_name, rt->name));
+		char	   *why;
 
-		List	   *pk = effective_pk(rt, st);
-
-		if (pk != NIL)
-		{
-			char	   *why = identity_problem(p, rt->name, pk);
-
-			if (why == NULL)
-			{
-				keyed = lappend(keyed, rt);
-				continue;
-			}
-			catalog_ensure(p->cfg->server_name, p->cfg->serverid, rt->name, p->cfg->target_schema);
-			catalog_save_error(p->cfg->server_name, p->cfg->serverid, rt->name,
-							   p->cfg->target_schema, why, NULL);
-			emit(p->out, rt->name, NULL, 0, 0, p->started, "error", why);
-			continue;
-		}
-		catalog_ensure(p->cfg->server_name, p->cfg->serverid, rt->name, p->cfg->target_schema);
-		catalog_save_error(p->cfg->server_name, p->cfg->serverid, rt->name, p->cfg->target_schema,
-						   psprintf("table \"%s\" has no primary key: log capture needs one\nHINT: Add a primary key at the source, set one with dbsync_set_table(%s, %s, primary_key => '{...}'), or sync this server with capture 'cursor'.",
-									rt->name, quote_literal_cstr(p->cfg->server_name),
-									quote_literal_cstr(rt->name)), NULL);
-		emit(p->out, rt->name, NULL, 0, 0, p->started, "error",
-			 psprintf("table \"%s\" has no primary key: log capture needs one\nHINT: Add a primary key at the source, or sync this server with capture 'cursor'.",
-					  rt->name));
+		if (pk == NIL)
+			why = psprintf("table \"%s\" has no primary key: log capture needs one\nHINT: Add a primary key at the source, set one with dbsync_set_table(%s, %s, primary_key => '{...}'), or sync this server with capture 'cursor'.",
+						   rt->name, quote_literal_cstr(p->cfg->server_name),
+						   quote_literal_cstr(rt->name));
+		else
+			why = identity_problem(p, rt->name, pk);
+		if (why)
+			refuse_table(p, rt->name, why);
+		else
+			keyed = lappend(keyed, rt);
 	}
 	return keyed;
 }
@@ -325,12 +324,12 @@ rt_names(List *rts)
 }
 
 /*
- * No capture state: a new slot (one left by an earlier try is dropped: the
- * slot_name is this server's), every table loaded in its snapshot, and
- * the state saved with the slot's consistent point.  False when a table
- * failed (the slot is dropped; the next pass starts again).
+ * No capture state: a new slot (one left by an earlier try of this server
+ * or by dbsync_resync is replaced, anybody else's is an error), every table
+ * loaded in its snapshot, and the state saved with the slot's consistent
+ * point; a table whose load failed is loaded by a later pass.
  */
-static bool
+static void
 start_capture(CapturePass *p, List *keyed)
 {
 	const LogDriver *log = p->cfg->driver->log;
@@ -369,7 +368,6 @@ start_capture(CapturePass *p, List *keyed)
 	foreach(lc, loaded)
 		table_set_captured(p->cfg, ((RemoteTable *) lfirst(lc))->name, consistent);
 	p->applied = consistent;
-	return true;
 }
 
 void
@@ -420,7 +418,8 @@ capture_prepare(CapturePass *p, List *keyed)
 	if (!cs.exists)
 	{
 		p->resync_slot = cs.resync_slot;
-		return start_capture(p, keyed);
+		start_capture(p, keyed);
+		return true;
 	}
 
 	check_slot(p, cs.slot, cs.applied);
