@@ -168,6 +168,20 @@ ensure_publication(CapturePass *p, List *names)
 	return NIL;
 }
 
+/* The slot cannot be read on from the position applied: load again. */
+static void slot_unusable(CapturePass *p, int code, const char *msg, const char *detail) pg_attribute_noreturn();
+
+static void
+slot_unusable(CapturePass *p, int code, const char *msg, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg_internal("%s", msg),
+			 errdetail_internal("%s", detail),
+			 errhint("Load the tables again from a new slot: SELECT dbsync_resync(%s); then run the server.",
+					 quote_literal_cstr(p->cfg->server_name))));
+}
+
 /* The slot must exist, be free and not lost. */
 static void
 check_slot(CapturePass *p, const char *slot, XLogRecPtr applied)
@@ -177,34 +191,26 @@ check_slot(CapturePass *p, const char *slot, XLogRecPtr applied)
 	XLogRecPtr	confirmed;
 
 	if (!p->cfg->driver->log->slot_exists(p->repl, slot, &active, &lost, &confirmed))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("replication slot \"%s\" of server \"%s\" is gone at the source",
-						slot, p->cfg->server_name),
-				 errdetail("The changes since the last position applied cannot be read any more."),
-				 errhint("Load the tables again from a new slot: SELECT dbsync_resync(%s); then run the server.",
-						 quote_literal_cstr(p->cfg->server_name))));
+		slot_unusable(p, ERRCODE_UNDEFINED_OBJECT,
+					  psprintf("replication slot \"%s\" of server \"%s\" is gone at the source",
+							   slot, p->cfg->server_name),
+					  "The changes since the last position applied cannot be read any more.");
 	if (lost)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("replication slot \"%s\" of server \"%s\" was invalidated at the source",
-						slot, p->cfg->server_name),
-				 errdetail("The source removed WAL the slot still needed (max_slot_wal_keep_size, or retention expired)."),
-				 errhint("Load the tables again from a new slot: SELECT dbsync_resync(%s); then run the server.",
-						 quote_literal_cstr(p->cfg->server_name))));
+		slot_unusable(p, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					  psprintf("replication slot \"%s\" of server \"%s\" was invalidated at the source",
+							   slot, p->cfg->server_name),
+					  "The source removed WAL the slot still needed (max_slot_wal_keep_size, or retention expired).");
 	/*
 	 * The source was told more than is committed here (a run rolled back
 	 * after it replaced the slot, another consumer): what lies between is
 	 * gone from the stream.
 	 */
 	if (!XLogRecPtrIsInvalid(applied) && confirmed > applied)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("replication slot \"%s\" of server \"%s\" is past the position applied here (%X/%X, slot at %X/%X)",
-						slot, p->cfg->server_name, LSN_FORMAT_ARGS(applied), LSN_FORMAT_ARGS(confirmed)),
-				 errdetail("Changes between them cannot be read any more: a run that replaced the slot was rolled back, or another consumer reads it."),
-				 errhint("Load the tables again from a new slot: SELECT dbsync_resync(%s); then run the server.",
-						 quote_literal_cstr(p->cfg->server_name))));
+		slot_unusable(p, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					  psprintf("replication slot \"%s\" of server \"%s\" is past the position applied here (%X/%X, slot at %X/%X)",
+							   slot, p->cfg->server_name, LSN_FORMAT_ARGS(applied),
+							   LSN_FORMAT_ARGS(confirmed)),
+					  "Changes between them cannot be read any more: a run that replaced the slot was rolled back, or another consumer reads it.");
 	if (active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),

@@ -99,6 +99,7 @@ typedef struct CapturePass
 	bool		publication_marked; /* the publication is this server's */
 	bool		again;			/* a table must be loaded again: one more pass */
 	bool		streamed;		/* the pass ended well */
+	uint64		changes_seen;	/* row changes taken (the byte budget's tick) */
 	List	   *republished;	/* tables dbsync put in its publication again */
 	MemoryContext msgcxt;		/* one message's decoding */
 	MemoryContext groupcxt;		/* one group's statements */

@@ -368,7 +368,8 @@ on_message(CapturePass *p, PgoMessage *msg, XLogRecPtr *group_end)
 			}
 			if (capture_table_full(t))
 				flush_table(p, t);
-			else if (pending(p, true) >= CAPTURE_SET_BYTES)
+			/* (the sets of all tables summed every 1024 changes, not per row) */
+			else if ((++p->changes_seen & 1023) == 0 && pending(p, true) >= CAPTURE_SET_BYTES)
 				flush_all(p);
 			break;
 		case PGO_TRUNCATE:
@@ -582,66 +583,77 @@ flush_local_wal(void)
 	XLogFlush(upto);
 }
 
-/* The stream from the position applied until the pass is done. */
-void
-capture_stream(CapturePass *p)
+/* START_REPLICATION from the position applied, and what is committed told. */
+static void
+stream_start(CapturePass *p)
 {
 	const LogDriver *log = p->cfg->driver->log;
+
+	if (!p->follow)
+		p->target = log->current_position(p->repl);
+	log->start(p->repl, p->cfg->slot_name, p->applied, p->cfg->publication);
+	/*
+	 * What an earlier pass committed (dbsync_run acks nothing itself); not a
+	 * position this transaction stored (a second dbsync_run in one
+	 * transaction): it may still roll back.
+	 */
+	p->committed = p->start_uncommitted ? InvalidXLogRecPtr : p->applied;
+	/* (committed asynchronously, perhaps: on disk before the source hears) */
+	flush_local_wal();
+	ack_committed(p);
+}
+
+/* The last group's commit told, then the stream ended. */
+static void
+stream_stop(CapturePass *p)
+{
+	ack_committed(p);
+	p->cfg->driver->log->stop(p->repl);
+}
+
+/* A group, after the source is told what the last one committed. */
+static void
+stream_next_group(CapturePass *p)
+{
+	ack_committed(p);
+	stream_group(p);
+}
+
+/* Run fn in a subtransaction; a failure ends the pass (recorded). */
+static bool
+stream_step(CapturePass *p, void (*fn) (CapturePass *p))
+{
 	Subxact		sx;
 
 	subxact_begin(&sx);
 	PG_TRY();
 	{
-		if (!p->follow)
-			p->target = log->current_position(p->repl);
-		log->start(p->repl, p->cfg->slot_name, p->applied, p->cfg->publication);
-		/*
-		 * What an earlier pass committed (dbsync_run acks nothing itself);
-		 * not a position this transaction stored (a second dbsync_run in
-		 * one transaction): it may still roll back.
-		 */
-		p->committed = p->start_uncommitted ? InvalidXLogRecPtr : p->applied;
-		/* (committed asynchronously, perhaps: on disk before the source hears) */
-		flush_local_wal();
-		ack_committed(p);
+		fn(p);
 		subxact_commit(&sx);
 	}
 	PG_CATCH();
 	{
 		pass_failed(p, &sx);
-		return;
+		return false;
 	}
 	PG_END_TRY();
+	return true;
+}
+
+/* The stream from the position applied until the pass is done. */
+void
+capture_stream(CapturePass *p)
+{
+	if (!stream_step(p, stream_start))
+		return;
 	while (!p->stop)
 	{
-		subxact_begin(&sx);
-		PG_TRY();
-		{
-			ack_committed(p);
-			stream_group(p);
-			subxact_commit(&sx);
-		}
-		PG_CATCH();
-		{
-			pass_failed(p, &sx);
+		if (!stream_step(p, stream_next_group))
 			return;
-		}
-		PG_END_TRY();
 		commit_group(p);
 	}
-	subxact_begin(&sx);
-	PG_TRY();
-	{
-		ack_committed(p);
-		log->stop(p->repl);
-		subxact_commit(&sx);
-	}
-	PG_CATCH();
-	{
-		pass_failed(p, &sx);
+	if (!stream_step(p, stream_stop))
 		return;
-	}
-	PG_END_TRY();
 	report_tables(p);
 	p->out->capture_again = p->follow;
 	p->streamed = true;
