@@ -13,6 +13,7 @@
 #include <limits.h>
 #include "utils/guc.h"
 
+#include "apply.h"
 #include "dbsync.h"
 #include "source.h"
 
@@ -65,6 +66,7 @@ _PG_init(void)
 	source_init();
 	history_init();
 	capture_init();
+	merge_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		progress_init();

@@ -7,7 +7,8 @@
 #   transaction that rolls back (nothing acknowledged that was not committed),
 #   a second run while the first one's transaction is open, a slot of the same
 #   name dbsync did not make, a publication that leaves updates out, a
-#   publication lacking every selected table, deletes 'ignore'.
+#   publication lacking every selected table, deletes 'ignore'; the upsert's
+#   MERGE beside a trigger's own MERGE, and a target with a rule (no MERGE).
 set -uo pipefail
 source "$DBSYNC_REPO/scripts/lib.sh"
 source "$DBSYNC_REPO/test/lib/tap.sh"
@@ -168,6 +169,46 @@ check "slot replaced by a rolled-back run: an error, not a silent gap" \
 q "SELECT dbsync_resync('lce')" >/dev/null
 run lce
 check "... dbsync_resync, then exact" same part 'id, v' id
+
+# the upsert is one MERGE: the rows it inserted are its own count, not that of
+# a MERGE a trigger on the target runs inside it (rows_total stays exact)
+wh_psql -q <<'SQL' >/dev/null
+CREATE TABLE lce.merge_log (n int PRIMARY KEY, hits int);
+CREATE FUNCTION lce.merge_more() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  MERGE INTO lce.merge_log m USING (SELECT g FROM generate_series(1, 7) g) s ON m.n = s.g
+  WHEN MATCHED THEN UPDATE SET hits = m.hits + 1 WHEN NOT MATCHED THEN INSERT VALUES (s.g, 1);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER merge_more AFTER INSERT OR UPDATE ON lce.part FOR EACH ROW EXECUTE FUNCTION lce.merge_more();
+SQL
+src_admin_psql -q -c "INSERT INTO lce.part SELECT g, 'merged' FROM generate_series(1501, 1505) g" \
+    -c "UPDATE lce.part SET v = v || ' again' WHERE id IN (SELECT id FROM lce.part WHERE id < 1000 ORDER BY id LIMIT 3)" >/dev/null
+run lce
+check "a trigger's own MERGE on the target: the rows arrive" same part 'id, v' id
+check "... rows upserted: the 5 inserts and 3 updates, not the trigger's" \
+    test "$(q "SELECT last_rows_upserted FROM dbsync.status WHERE server = 'lce' AND table_name = 'part'")" = 8
+check "... rows_total is the target's count" \
+    test "$(q "SELECT rows_total FROM dbsync.status WHERE server = 'lce' AND table_name = 'part'")" = "$(q "SELECT count(*) FROM lce.part")"
+check "... the trigger ran its MERGE for each row written" \
+    test "$(q "SELECT sum(hits) FROM lce.merge_log")" = 56
+wh_psql -q -c "DROP TRIGGER merge_more ON lce.part" >/dev/null
+# a target with a rewrite rule (MERGE refuses those): an UPDATE, then an INSERT
+wh_psql -q -c "CREATE RULE say_so AS ON UPDATE TO lce.part DO ALSO NOTIFY lce_part" >/dev/null
+src_admin_psql -q -c "INSERT INTO lce.part VALUES (1506, 'under a rule')" \
+    -c "UPDATE lce.part SET v = 'ruled' WHERE id IN (22, 1501)" -c "DELETE FROM lce.part WHERE id = 29" >/dev/null
+run lce
+check "a target with a rule: inserts, updates and deletes arrive" same part 'id, v' id
+check "... rows_total is the target's count" \
+    test "$(q "SELECT rows_total FROM dbsync.status WHERE server = 'lce' AND table_name = 'part'")" = "$(q "SELECT count(*) FROM lce.part")"
+wh_psql -q -c "DROP RULE say_so ON lce.part" >/dev/null
+# a run of updates only still refreshes the table's status
+before=$(q "SELECT last_synced_at FROM dbsync.status WHERE server = 'lce' AND table_name = 'part'")
+src_admin_psql -q -c "UPDATE lce.part SET v = 'updates only' WHERE id IN (SELECT id FROM lce.part ORDER BY id LIMIT 2)" >/dev/null
+run lce
+got=$(q "SELECT last_rows_upserted || ':' || (last_synced_at > '$before') FROM dbsync.status WHERE server = 'lce' AND table_name = 'part'")
+check "updates only: the status counts them and its sync time moves" test "$got" = 2:true
+[[ $got == 2:true ]] || diag "got $got (before: $before); the run: $RUN"
 
 # a user publication that leaves truncates out is refused too
 src_admin_psql -q -c "CREATE PUBLICATION lce_notrunc FOR TABLE lce.keep WITH (publish = 'insert, update, delete')" >/dev/null
