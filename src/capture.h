@@ -40,6 +40,7 @@ typedef struct CapTable
 	int64		deleted;
 	int64		inserted;		/* rows applied (rows_total) */
 	int64		removed;
+	bool		applied;		/* changes applied since its status was saved */
 	char	   *note;			/* schema drift followed */
 	bool		note_saved;		/* in dbsync.tables already */
 	bool		failed;			/* left out for the rest of the pass */
@@ -52,6 +53,8 @@ typedef struct CapTable
 #define CAPTURE_GROUP_ROWS 20000
 /* dbsync_run() stops when the source has been quiet this long. */
 #define CAPTURE_QUIET_USECS (5 * USECS_PER_SEC)
+/* a call with nothing pending asks the source where it is this often */
+#define CAPTURE_ASK_MS 100
 /* The sets of all tables are flushed beyond this (one table's: 50,000 keys). */
 #define CAPTURE_SET_BYTES (64 * 1024 * 1024)
 

@@ -389,6 +389,7 @@ capture_flush_table(CapTable *t, int64 rows_total)
 
 	if (t->nchanges == 0)
 		return;
+	t->applied = true;
 	initStringInfo(&rows);
 	initStringInfo(&fills);
 	initStringInfo(&dels);

@@ -258,6 +258,7 @@ table_save_applied(CapturePass *p, CapTable *t)
 	t->rows_total = Max(t->rows_total + t->inserted - t->removed, 0);
 	t->inserted = 0;
 	t->removed = 0;
+	t->applied = false;
 	t->note_saved = t->note != NULL;
 }
 

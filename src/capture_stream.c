@@ -282,6 +282,7 @@ truncate_target(CapTable *t)
 		spi_exec(psprintf("DELETE FROM %s", t->target), SPI_OK_DELETE);
 	t->removed += (int64) SPI_processed;
 	t->deleted += (int64) SPI_processed;
+	t->applied = true;
 }
 
 /* TRUNCATE at the source: the set so far applied, then the target emptied. */
@@ -419,10 +420,15 @@ stream_group(CapturePass *p)
 		bool		reply = false;
 		LogEventKind kind;
 		bool		boundary;
+		bool		idle;
 		MemoryContext old;
 
 		old = MemoryContextSwitchTo(p->msgcxt);	/* (back to the group's below) */
-		kind = log->next(p->repl, !p->in_txn && !XLogRecPtrIsInvalid(group_end) ? 0 : 1000,
+		/* (YugabyteDB tells no end of WAL: its call waits for a keepalive) */
+		idle = !p->in_txn && XLogRecPtrIsInvalid(group_end) && pending(p, false) == 0 &&
+			!p->follow && !XLogRecPtrIsInvalid(p->target);
+		kind = log->next(p->repl, !p->in_txn && !XLogRecPtrIsInvalid(group_end) ? 0 :
+						 idle ? CAPTURE_ASK_MS : 1000,
 						 &msg, &wal_end, &reply);
 		if (kind == LOG_MESSAGE)
 		{
@@ -432,6 +438,12 @@ stream_group(CapturePass *p)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(p->msgcxt);
 
+		/*
+		 * A call catching up with nothing pending: ask where the source's
+		 * decoding is (a keepalive) instead of waiting for one to come.
+		 */
+		if (kind == LOG_NOTHING && idle)
+			log->ack(p->repl, p->acked, true);
 		if (kind == LOG_END)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -441,7 +453,7 @@ stream_group(CapturePass *p)
 		{
 			p->source_lsn = Max(p->source_lsn, wal_end);
 			if (reply)
-				log->ack(p->repl, p->acked);	/* (a status update: nothing new) */
+				log->ack(p->repl, p->acked, false);	/* (a status update: nothing new) */
 			/* nothing of ours before wal_end is left unapplied */
 			if (!p->in_txn && XLogRecPtrIsInvalid(group_end) && pending(p, false) == 0)
 			{
@@ -501,7 +513,7 @@ stream_group(CapturePass *p)
 			CapTable   *t = lfirst(lc);
 
 			if (!t->failed &&
-				(t->inserted != 0 || t->removed != 0 || (t->note && !t->note_saved)))
+				(t->applied || t->inserted != 0 || t->removed != 0 || (t->note && !t->note_saved)))
 				table_save_applied(p, t);
 		}
 	}
@@ -535,7 +547,7 @@ ack_committed(CapturePass *p)
 {
 	if (p->committed > p->acked)
 	{
-		p->cfg->driver->log->ack(p->repl, p->committed);
+		p->cfg->driver->log->ack(p->repl, p->committed, false);
 		p->acked = p->committed;
 	}
 }

@@ -70,7 +70,8 @@ typedef struct LogDriver
 						  const char *publication);
 	LogEventKind (*next) (SourceConn *conn, long timeout_ms, PgoMessage *msg,
 						  XLogRecPtr *wal_end, bool *reply_wanted);
-	void		(*ack) (SourceConn *conn, XLogRecPtr flushed);
+	/* a status update: flushed up to there (reply: ask for a keepalive) */
+	void		(*ack) (SourceConn *conn, XLogRecPtr flushed, bool reply);
 	void		(*stop) (SourceConn *conn);
 
 	/*

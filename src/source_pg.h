@@ -38,7 +38,7 @@ extern void pgrepl_drop_slot(PgConn *pc, const char *slot);
 extern void pgrepl_start(PgConn *pc, const char *slot, XLogRecPtr from,
 						 const char *publication);
 extern void pgrepl_stop(PgConn *pc);
-extern void pgrepl_ack(PgConn *pc, XLogRecPtr flushed);
+extern void pgrepl_ack(PgConn *pc, XLogRecPtr flushed, bool reply);
 extern int	pgrepl_next(PgConn *pc, long timeout_ms, char **chunk, const char **data,
 						XLogRecPtr *lsn, bool *reply_wanted);
 extern void pgrepl_close_decoder(PgConn *pc);

@@ -265,7 +265,7 @@ put_be64(char *p, uint64 v)
  * the warehouse committed; the source may release what lies before it).
  */
 void
-pgrepl_ack(PgConn *pc, XLogRecPtr flushed)
+pgrepl_ack(PgConn *pc, XLogRecPtr flushed, bool reply)
 {
 	char		msg[1 + 8 * 4 + 1];
 	int			rc;
@@ -275,7 +275,7 @@ pgrepl_ack(PgConn *pc, XLogRecPtr flushed)
 	put_be64(msg + 9, flushed);
 	put_be64(msg + 17, flushed);
 	put_be64(msg + 25, (uint64) GetCurrentTimestamp());
-	msg[33] = 0;
+	msg[33] = reply ? 1 : 0;	/* asks for a keepalive: its end of WAL */
 	while ((rc = PQputCopyData(pc->conn, msg, sizeof(msg))) == 0)
 		pg_wait(pc, true);		/* non-blocking: the buffer is full */
 	if (rc < 0)
@@ -471,9 +471,9 @@ log_next(SourceConn *conn, long timeout_ms, PgoMessage *msg, XLogRecPtr *wal_end
 }
 
 static void
-log_ack(SourceConn *conn, XLogRecPtr flushed)
+log_ack(SourceConn *conn, XLogRecPtr flushed, bool reply)
 {
-	pgrepl_ack((PgConn *) conn, flushed);
+	pgrepl_ack((PgConn *) conn, flushed, reply);
 }
 
 static void
@@ -704,7 +704,7 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 			if (len == -2)
 			{
 				if (reply)
-					pgrepl_ack(repl, last);
+					pgrepl_ack(repl, last, false);
 				continue;
 			}
 			if (len < 0)
@@ -725,7 +725,7 @@ dbsync_log_capture_probe(PG_FUNCTION_ARGS)
 		}
 		if (!XLogRecPtrIsInvalid(last))
 		{
-			pgrepl_ack(repl, last);
+			pgrepl_ack(repl, last, false);
 			put_row(rsinfo, "acked", NULL, psprintf("%X/%X", LSN_FORMAT_ARGS(last)));
 		}
 		pgrepl_stop(repl);
