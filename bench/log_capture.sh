@@ -25,7 +25,10 @@
 #      CALL lcbench.churn() commits TXNS transactions of TX_ROWS row changes each (60%
 #      updates of scattered rows, 20% inserts, 20% deletes), then, one after the other
 #      (dbsync first in odd rounds, the subscription first in even ones): one
-#      dbsync_run('lcbench') (it catches up to the source's WAL position at its start),
+#      CALL dbsync_sync('lcbench') (it streams to the source's WAL position at its start,
+#      committing every group of source transactions and telling the source as it goes,
+#      as the apply worker does; one dbsync_run would hold the whole catch-up in one
+#      transaction, and the source could forget none of that WAL until the next run),
 #      and ALTER SUBSCRIPTION .. ENABLE until the last transaction of the stream is
 #      visible in its target (polled every 20 ms)
 #   2. lag at a steady rate: a writer commits LAG_RATE single-row updates per second
@@ -408,10 +411,18 @@ SUB_OID=$(sub_psql -Atc "SELECT oid FROM pg_subscription WHERE subname = '$SUB'"
 note "   $S_SUB_INIT s"
 
 # dbsync_run_sql: one dbsync_run of the server; the "RUN ..." line sums its result rows
+# (DBSYNC_CALL_SQL: one CALL dbsync_sync, its rows read back from dbsync.runs)
 DBSYNC_RUN_SQL="SELECT string_agg(DISTINCT status, ',') AS r_status, string_agg(DISTINCT mode, ',') AS r_mode,
        sum(rows_upserted) AS r_up, sum(rows_deleted) AS r_del,
        round(extract(epoch FROM max(duration))::numeric, 3) AS r_dur, coalesce(string_agg(message, '; '), '') AS r_msg
   FROM dbsync_run('$SRV') \\gset"
+DBSYNC_CALL_SQL="CALL dbsync_sync('$SRV');
+SELECT string_agg(DISTINCT status, ',') AS r_status, string_agg(DISTINCT mode, ',') AS r_mode,
+       sum(rows_upserted) AS r_up, sum(rows_deleted) AS r_del,
+       round(extract(epoch FROM max(finished_at - started_at))::numeric, 3) AS r_dur,
+       coalesce(string_agg(message, '; '), '') AS r_msg
+  FROM dbsync.runs WHERE table_name IS NOT NULL AND run_id = (SELECT max(run_id) FROM dbsync.runs
+       WHERE server = '$SRV' AND trigger = 'call') \\gset"
 DBSYNC_RUN_POST="\\echo RUN status=:r_status mode=:r_mode upserted=:r_up deleted=:r_del duration=:r_dur message=:r_msg"
 dbsync_run_ok() { # KEY: check the RUN line of T_OUT; sets R_NOTE
     local line
@@ -452,24 +463,24 @@ fi
 # up while the other stays idle (odd rounds dbsync first, even rounds the
 # subscription first); the best time of each is kept.
 RETRY_S=$(wh_psql -Atc "SELECT ceil(setting::numeric / 1000) + 1 FROM pg_settings WHERE name = 'wal_retrieve_retry_interval'")
-dbs_catchup() { # ROUND: dbsync_run until row 1 holds MARK; sets S_DBS, DBS_CALLS, DBS_NOTE
+dbs_catchup() { # ROUND: CALL dbsync_sync until row 1 holds MARK; sets S_DBS, DBS_CALLS, DBS_NOTE
     local r=$1
-    note "1.$r dbsync_run('$SRV') catches up"
+    note "1.$r CALL dbsync_sync('$SRV') catches up"
     wh_psql -qc CHECKPOINT
     # one call must do (it catches up to the WAL position at its start); if row 1 is
     # not there yet, call again and count the calls into the time
     S_DBS=0 DBS_CALLS=0 DBS_NOTE=""
     while :; do
         DBS_CALLS=$((DBS_CALLS + 1))
-        timed "dbs_catch.$r.$DBS_CALLS" wh_psql "$DBSYNC_RUN_SQL
+        timed "dbs_catch.$r.$DBS_CALLS" wh_psql "$DBSYNC_CALL_SQL
 $DBSYNC_RUN_POST"
         dbsync_run_ok dbs_catch
         S_DBS=$(awk -v a="$S_DBS" -v b="$T_SECS" 'BEGIN { printf "%.3f", a + b }')
         DBS_NOTE="${DBS_NOTE:+$DBS_NOTE; }$R_NOTE"
         [[ $(wh_psql -Atc "SELECT c FROM $DBS_TARGET WHERE id = 1") == "$MARK" ]] && break
-        ((DBS_CALLS < 20)) || die "20 dbsync_run calls did not bring the backlog's last transaction"
+        ((DBS_CALLS < 20)) || die "20 calls of dbsync_sync did not bring the backlog's last transaction"
     done
-    ((DBS_CALLS == 1)) || warn "dbsync_run needed $DBS_CALLS calls to apply the backlog"
+    ((DBS_CALLS == 1)) || warn "CALL dbsync_sync needed $DBS_CALLS calls to apply the backlog"
     note "   $S_DBS s ($DBS_CALLS call(s): $DBS_NOTE)"
     # untimed: the next consumer's catch-up meets no autovacuum of this one's target
     wh_psql -qc "VACUUM (ANALYZE) $DBS_TARGET"
@@ -504,10 +515,10 @@ for ((round = 1; round <= RUNS; round++)); do
     m=$(bump_marker)
     timed "sub_level.$round" sub_psql "$(wait_marker_sql "$SCHEMA.t" "$m")"
     if ((DBSYNC_ON)); then
-        timed "dbs_level.$round" wh_psql "$DBSYNC_RUN_SQL
+        timed "dbs_level.$round" wh_psql "$DBSYNC_CALL_SQL
 $DBSYNC_RUN_POST"
         dbsync_run_ok dbs_level
-        wait_until 30 slot_active "$DBS_SLOT" f || die "the dbsync slot $DBS_SLOT stays active after dbsync_run returned"
+        wait_until 30 slot_active "$DBS_SLOT" f || die "the dbsync slot $DBS_SLOT stays active after dbsync_sync returned"
     fi
     sub_psql -qc "ALTER SUBSCRIPTION $SUB DISABLE"
     DISABLED_AT=$SECONDS
@@ -552,8 +563,8 @@ wait_until 15 passed "$SUB" || warn "the subscription's slot has not confirmed $
 SUB_CONFIRMED=$(confirmed "$SUB")
 DBS_CONFIRMED=""
 if ((DBSYNC_ON)); then
-    # (dbsync_run tells the source what it committed at the start of the next pass,
-    # capture.c: its slot's confirmed position trails until then)
+    # (CALL dbsync_sync tells the source what its last group committed at the start
+    # of the next pass, capture_stream.c: its slot's confirmed position trails until then)
     DBS_CONFIRMED=$(confirmed "$DBS_SLOT")
 fi
 
@@ -682,9 +693,9 @@ report() {
     echo "   $((TXNS * N_DEL)) deletes, + 1 marker), $WAL_MB MB of WAL, generated in $GEN_ALL s; best of $RUNS"
     line "ALTER SUBSCRIPTION .. ENABLE until the last transaction is visible" "$S_SUB_CATCH" "$CHANGES" "(ref)"
     if ((DBSYNC_ON)); then
-        line "dbsync_run (catches up to the WAL position at its start)$( ((DBS_CALLS > 1)) && echo ", $DBS_CALLS calls")" \
+        line "CALL dbsync_sync (streams to the WAL position at its start)$( ((DBS_CALLS > 1)) && echo ", $DBS_CALLS calls")" \
             "$S_DBS_CATCH" "$CHANGES" "$(div "$S_SUB_CATCH" "$S_DBS_CATCH")"
-    else notrun "dbsync_run"; fi
+    else notrun "CALL dbsync_sync"; fi
     echo "-- lag at a steady $LAG_RATE tx/s (single-row updates; $WRITER_TX written, $WRITER_RATE/s) for $LAG_SECS s, sampled every $SAMPLE_MS ms:"
     echo "   clock_timestamp() - max(changed_at) in the target"
     printf '%-66s %9s %10s %8s %8s\n' "consumer" "p50 ms" "p95 ms" "max ms" "samples"
@@ -719,7 +730,11 @@ report() {
     echo "ends when the backlog's last transaction (row 1) is visible in its target, polled every 20 ms (the apply"
     echo "worker ran $SUB_STARTS s after ENABLE; ENABLE came > wal_retrieve_retry_interval after DISABLE, so no launcher wait)."
     echo "dbsync: server $SRV, capture 'log', slot $DBS_SLOT, publication $DBS_PUB (its default), other options default;"
-    echo "its own duration = the largest duration dbsync_run reported for its rows."
+    echo "its own duration = the largest duration dbsync_run reported for its rows (CALL dbsync_sync: its row in dbsync.runs)."
+    echo "The catch-up and the levelling between rounds use CALL dbsync_sync: it commits each group of source transactions"
+    echo "(up to 20000 row changes or 0.5 s) and tells the source, as the subscription's apply worker does.  One dbsync_run"
+    echo "applies in its caller's one transaction and tells the source at its next run, so that run's walsender decodes"
+    echo "the WAL of the run before once more (restart_lsn cannot pass what is committed)."
     if ((DBSYNC_ON)); then
         echo "  first call: $DBS_INIT_NOTE; catch-up: $DBS_CATCH_NOTE"
         [[ -n $DBS_STATUS_END ]] && echo "  dbsync.status after the lag run: $DBS_STATUS_END"
@@ -728,7 +743,7 @@ report() {
         [[ -n $DBS_FINAL_NOTE ]] && echo "  note: $DBS_FINAL_NOTE"
     fi
     echo "The backlog ended at $LSN1; after catching up the slots confirmed: subscription $SUB_CONFIRMED${DBS_CONFIRMED:+, dbsync $DBS_CONFIRMED}"
-    ((DBSYNC_ON)) && echo "(dbsync_run tells the source what it committed at the start of its next pass, so its slot trails until then)."
+    ((DBSYNC_ON)) && echo "(dbsync tells the source what its last group committed at the start of its next pass, so its slot trails until then)."
     echo "Both consumers read the same backlog one after the other (the other idle; dbsync first in odd rounds, the"
     echo "subscription first in even ones), each slot decoding it at the source; before each: CHECKPOINT, the targets"
     echo "VACUUMed (untimed). Round 1 runs on the targets as loaded, later rounds on warm caches. Catch-up times per round (s):"
