@@ -50,7 +50,7 @@
 #   SKIP_BUILD=1    do not run `make && make install` in the repository first
 #   KEEP=1          leave servers and objects as they are at the end
 #   USE_RUNNING=1   use the servers that run at $DBSYNC_TESTDIR (see above)
-#   RUNS=N          rounds of the backlog catch-up, best time kept (default 2; 1..9)
+#   RUNS=N          rounds of the backlog catch-up, best time kept (default 3; 1..9)
 #   CATCHUP_TIMEOUT seconds a consumer may take to catch up before the run fails (default 600)
 #   FINAL_WAIT=N    seconds the dbsync worker gets to apply the last change before the end's
 #                   comparison; then it is stopped and one dbsync_run levels the target (default 60)
@@ -68,7 +68,7 @@ LAG_SECS=${LAG_SECS:-30}
 LAG_RATE=${LAG_RATE:-200}
 SAMPLE_MS=${SAMPLE_MS:-100}
 CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-600}
-RUNS=${RUNS:-2}
+RUNS=${RUNS:-3}
 DBSYNC_MODE=${DBSYNC:-auto}
 USE_RUNNING=${USE_RUNNING:-0}
 
