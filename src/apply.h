@@ -60,6 +60,7 @@ extern int64 apply_upsert(const char *target, const char *stage, List *columns,
 						  List *pk, bool soft, bool dedupe, CompareMode how,
 						  int64 *inserted);
 extern void merge_init(void);
+extern int64 apply_count_revived(const char *target, const char *stage, List *pk);
 extern int64 apply_upsert_small(const char *target, const char *stage,
 								List *columns, List *pk, bool soft,
 								int64 *inserted);

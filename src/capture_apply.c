@@ -445,6 +445,9 @@ capture_flush_table(CapTable *t, int64 rows_total)
 		}
 		if (dels.len > 0)
 			capture_flush_deletes(t, &dels);
+		/* (deletes 'soft': flagged rows that come back count as rows again) */
+		if (t->soft)
+			t->inserted += apply_count_revived(t->target, stage, t->pk);
 		if (small)
 			(void) apply_upsert_small(t->target, stage, t->rt->columns, t->pk, t->soft,
 									  &inserted);

@@ -421,6 +421,8 @@ stream_group(CapturePass *p)
 		LogEventKind kind;
 		bool		boundary;
 		bool		idle;
+		bool		quiet;
+		XLogRecPtr	seen = p->source_lsn;
 		MemoryContext old;
 
 		old = MemoryContextSwitchTo(p->msgcxt);	/* (back to the group's below) */
@@ -472,7 +474,9 @@ stream_group(CapturePass *p)
 		/* an ALTER or DROP SERVER meanwhile ends a worker's pass (pass_done) */
 		if (kind == LOG_NOTHING || kind == LOG_KEEPALIVE)
 			AcceptInvalidationMessages();
-		if (kind == LOG_NOTHING && !p->in_txn)
+		/* (a keepalive that tells nothing new is quiet too: we asked for it) */
+		quiet = kind == LOG_NOTHING || (kind == LOG_KEEPALIVE && wal_end <= seen);
+		if (quiet && !p->in_txn)
 		{
 			if (quiet_since == 0)
 				quiet_since = GetCurrentTimestamp();

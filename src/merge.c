@@ -405,15 +405,35 @@ append_set_list(StringInfo buf, List *columns, const char *from, bool soft)
 		appendStringInfoString(buf, ", _dbsync_deleted = false");
 }
 
+/* Staged rows whose target row is flagged deleted (they come back). */
+int64
+apply_count_revived(const char *target, const char *stage, List *pk)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s s JOIN %s t ON ", stage, target);
+	foreach(lc, pk)
+	{
+		const char *k = quote_identifier(lfirst(lc));
+
+		appendStringInfo(&sql, "t.%s OPERATOR(pg_catalog.=) s.%s AND ", k, k);
+	}
+	appendStringInfoString(&sql, "t._dbsync_deleted");
+	return strtoll(apply_query_value(sql.data), NULL, 10);
+}
+
 /*
- * MERGE's own counts of the rows it inserted and updated: its ModifyTable
- * node keeps them (PostgreSQL 15 has no RETURNING for MERGE).  Read at
- * ExecutorEnd while merge_counting is set; the outermost statement ends
- * last, so a MERGE a trigger runs inside ours cannot leave its counts.
+ * How many rows a MERGE updated: its ModifyTable node counts them
+ * (PostgreSQL 15 has no RETURNING for MERGE; its count of inserts also
+ * counts rows a BEFORE trigger skipped, so inserts are the rows written
+ * less the updates).  Read at ExecutorEnd while merge_counting is set; the
+ * outermost statement ends last, so a MERGE a trigger runs inside ours
+ * cannot leave its count.
  */
 static ExecutorEnd_hook_type prev_executor_end = NULL;
 static bool merge_counting = false;
-static double merge_inserted;
 static double merge_updated;
 
 static void
@@ -422,12 +442,7 @@ merge_count_end(QueryDesc *queryDesc)
 	if (merge_counting && queryDesc->planstate &&
 		IsA(queryDesc->planstate, ModifyTableState) &&
 		((ModifyTableState *) queryDesc->planstate)->operation == CMD_MERGE)
-	{
-		ModifyTableState *mt = (ModifyTableState *) queryDesc->planstate;
-
-		merge_inserted = mt->mt_merge_inserted;
-		merge_updated = mt->mt_merge_updated;
-	}
+		merge_updated = ((ModifyTableState *) queryDesc->planstate)->mt_merge_updated;
 	if (prev_executor_end)
 		prev_executor_end(queryDesc);
 	else
@@ -501,7 +516,7 @@ merge_small(const char *target, const char *stage, List *columns,
 	appendStringInfoString(&sql, " VALUES ");
 	append_insert_lists(&sql, columns, soft, true);
 
-	merge_inserted = merge_updated = -1;
+	merge_updated = -1;
 	merge_counting = true;
 	PG_TRY();
 	{
@@ -512,13 +527,13 @@ merge_small(const char *target, const char *stage, List *columns,
 		merge_counting = was;
 	}
 	PG_END_TRY();
-	if (merge_inserted < 0)
+	if (merge_updated < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("dbsync could not read what MERGE into %s did", target),
 				 errhint("Report this to dbsync's developers, with the extensions loaded in this database.")));
-	*inserted = (int64) merge_inserted;
-	return (int64) (merge_inserted + merge_updated);
+	*inserted = (int64) SPI_processed - (int64) merge_updated;
+	return (int64) SPI_processed;
 }
 
 /*

@@ -64,7 +64,10 @@ typedef struct LogDriver
 	void		(*create_slot) (SourceConn *conn, const char *slot,
 								XLogRecPtr *consistent, char **snapshot);
 	void		(*drop_slot) (SourceConn *conn, const char *slot);
-	/* the source's end of WAL now, or InvalidXLogRecPtr (YugabyteDB) */
+	/*
+	 * the source's end of WAL now (commits acknowledged with
+	 * synchronous_commit off included), or InvalidXLogRecPtr (YugabyteDB)
+	 */
 	XLogRecPtr	(*current_position) (SourceConn *conn);
 	void		(*start) (SourceConn *conn, const char *slot, XLogRecPtr from,
 						  const char *publication);

@@ -411,13 +411,21 @@ log_drop_slot(SourceConn *conn, const char *slot)
 	pgrepl_drop_slot((PgConn *) conn, slot);
 }
 
-/* IDENTIFY_SYSTEM's xlogpos (YugabyteDB has no IDENTIFY_SYSTEM). */
+/*
+ * The source's end of WAL: IDENTIFY_SYSTEM's xlogpos is what it flushed; a
+ * commit acknowledged with synchronous_commit off may lie beyond it, not
+ * flushed yet, so a primary's insert position counts too (the WAL writer
+ * flushes such commits within three times wal_writer_delay).  YugabyteDB
+ * has no IDENTIFY_SYSTEM.
+ */
 static XLogRecPtr
 log_current_position(SourceConn *conn)
 {
 	PgConn	   *pc = (PgConn *) conn;
 	PGresult   *res;
 	XLogRecPtr	pos;
+	const char *insert_sql = "SELECT pg_catalog.pg_current_wal_insert_lsn() "
+		"WHERE NOT pg_catalog.pg_is_in_recovery()";
 
 	if (is_yugabyte(pc))
 		return InvalidXLogRecPtr;
@@ -425,6 +433,11 @@ log_current_position(SourceConn *conn)
 	if (PQntuples(res) != 1 || PQnfields(res) < 3 || PQgetisnull(res, 0, 2))
 		pg_report(pc, res, "read the source's WAL position", "IDENTIFY_SYSTEM");
 	pos = DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(PQgetvalue(res, 0, 2))));
+	PQclear(res);
+	res = pg_exec(pc, insert_sql, "read the source's WAL insert position");
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		pos = Max(pos, DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
+													   CStringGetDatum(PQgetvalue(res, 0, 0)))));
 	PQclear(res);
 	return pos;
 }

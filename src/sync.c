@@ -316,26 +316,6 @@ key_of_row(RemoteTable *rt, List *pk, const char *row)
 	return key;
 }
 
-/* Staged rows whose target row is flagged deleted (they come back). */
-static int64
-count_revived(SyncCtx *cx, const char *stage)
-{
-	StringInfoData sql;
-	ListCell   *lc;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT pg_catalog.count(*) FROM %s s JOIN %s t ON ",
-					 stage, cx->target);
-	foreach(lc, cx->pk)
-	{
-		const char *k = quote_identifier(lfirst(lc));
-
-		appendStringInfo(&sql, "t.%s OPERATOR(pg_catalog.=) s.%s AND ", k, k);
-	}
-	appendStringInfoString(&sql, "t._dbsync_deleted");
-	return strtoll(apply_query_value(sql.data), NULL, 10);
-}
-
 /* Notes for the run's message, then the table's state. */
 static void
 finish_table(SyncCtx *cx, const char *drift_note)
@@ -657,7 +637,7 @@ apply_change_set(SyncCtx *cx, ChangeSet *cs, bool small)
 	const char *args[2];
 
 	if (cx->soft)
-		cs->revived += count_revived(cx, cs->stage);
+		cs->revived += apply_count_revived(cx->target, cs->stage, cx->pk);
 	if (small && cx->st->pk_override == NIL)
 		cs->upserted += apply_upsert_small(cx->target, cs->stage, cx->rt->columns,
 										   cx->pk, cx->soft, &inserted);

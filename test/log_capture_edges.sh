@@ -8,7 +8,9 @@
 #   a second run while the first one's transaction is open, a slot of the same
 #   name dbsync did not make, a publication that leaves updates out, a
 #   publication lacking every selected table, deletes 'ignore'; the upsert's
-#   MERGE beside a trigger's own MERGE, and a target with a rule (no MERGE).
+#   MERGE beside a trigger's own MERGE, and a target with a rule (no MERGE);
+#   commits made with synchronous_commit off right before a call; rows_total
+#   with deletes 'soft' and with a BEFORE trigger that skips rows.
 set -uo pipefail
 source "$DBSYNC_REPO/scripts/lib.sh"
 source "$DBSYNC_REPO/test/lib/tap.sh"
@@ -32,14 +34,15 @@ row_is() { awk -F'|' -v t="$1" -v s="$2" '$1 == t && $3 == s { f = 1 } END { exi
 show_run() { diag "$(head -n 8 <<<"$RUN")"; }
 
 cleanup() {
-    wh_psql -q -c "SET client_min_messages = error" -c "DROP SERVER IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub, lce_notrunc, lce_part CASCADE" \
-        -c "DROP SCHEMA IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub, lce_notrunc, lce_part CASCADE" >/dev/null 2>&1
+    wh_psql -q -c "SET client_min_messages = error" -c "DROP SERVER IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub, lce_notrunc, lce_part, lce_trg CASCADE" \
+        -c "DROP SCHEMA IF EXISTS lce, lce_ign, lce_theirs, lce_insonly, lce_nopub, lce_notrunc, lce_part, lce_trg CASCADE" >/dev/null 2>&1
     sleep 1
     src_admin_psql -q -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'dbsync\_lce%' AND NOT active" \
         -c "DO \$\$DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication WHERE pubname LIKE 'dbsync\_lce%' OR pubname LIKE 'lce\_%' LOOP EXECUTE format('DROP PUBLICATION %I', p); END LOOP; END\$\$" \
         -c "DROP SCHEMA IF EXISTS lce CASCADE" -c "ALTER ROLE $SRC_USER NOREPLICATION" >/dev/null 2>&1 || true
 }
-trap cleanup EXIT
+TMPDIR_EDGES=$(mktemp -d)
+trap 'cleanup; rm -rf "$TMPDIR_EDGES"' EXIT
 [[ -n ${KEEP_EDGES:-} ]] && trap - EXIT   # (debugging: keep what the test made)
 cleanup
 
@@ -209,6 +212,48 @@ run lce
 got=$(q "SELECT last_rows_upserted || ':' || (last_synced_at > '$before') FROM dbsync.status WHERE server = 'lce' AND table_name = 'part'")
 check "updates only: the status counts them and its sync time moves" test "$got" = 2:true
 [[ $got == 2:true ]] || diag "got $got (before: $before); the run: $RUN"
+
+# commits the source acknowledged with synchronous_commit off, right before a
+# call (one session: dblink's insert, then the run): flushed there a little
+# later, they are still the call's
+{
+    echo "CREATE EXTENSION IF NOT EXISTS dblink;"
+    echo "SELECT dblink_connect('lce_async', 'host=127.0.0.1 port=$SRC_PG_PORT dbname=$SRC_DB user=postgres') \\g /dev/null"
+    echo "SELECT dblink_exec('lce_async', 'SET synchronous_commit = off') \\g /dev/null"
+    for i in $(seq 1601 1630); do
+        echo "SELECT dblink_exec('lce_async', 'INSERT INTO lce.part VALUES ($i, ''async'')') \\g /dev/null"
+        echo "SELECT count(*) FROM dbsync_run('lce') \\g /dev/null"
+        echo "SELECT 'missed $i' WHERE NOT EXISTS (SELECT FROM lce.part WHERE id = $i);"
+    done
+    echo "SELECT dblink_disconnect('lce_async') \\g /dev/null"
+} >"$TMPDIR_EDGES/async.sql"
+misses=$(wh_psql -Atq -f "$TMPDIR_EDGES/async.sql" 2>&1 | grep -c missed)
+check "asynchronous commits right before each of 30 calls: each call applies its row" test "$misses" = 0
+[[ $misses == 0 ]] || diag "$misses of 30 rows came only with a later call"
+check "... and all 30 are there" test "$(q "SELECT count(*) FROM lce.part WHERE id BETWEEN 1601 AND 1630")" = 30
+wh_psql -q -c "DROP EXTENSION dblink" >/dev/null
+
+# deletes 'soft': rows that come back count again; a BEFORE trigger on the
+# target that skips rows: they are not counted (rows_total = the live rows)
+src_admin_psql -q -c "CREATE TABLE lce.trg (id int PRIMARY KEY, v text)" -c "ALTER TABLE lce.trg OWNER TO $SRC_USER" \
+    -c "INSERT INTO lce.trg SELECT g, 't' FROM generate_series(1, 10) g" >/dev/null
+mkserver lce_trg "tables 'trg', deletes 'soft'"
+run lce_trg
+live() { q "SELECT rows_total || ':' || (SELECT count(*) FROM lce_trg.trg WHERE NOT _dbsync_deleted) FROM dbsync.status WHERE server = 'lce_trg' AND table_name = 'trg'"; }
+src_admin_psql -q -c "DELETE FROM lce.trg WHERE id <= 3" >/dev/null
+run lce_trg
+check "deletes 'soft': three rows flagged, rows_total counts the others" test "$(live)" = 7:7
+src_admin_psql -q -c "INSERT INTO lce.trg SELECT g, 'back' FROM generate_series(1, 3) g" >/dev/null
+run lce_trg
+check "... the three come back: counted again" test "$(live)" = 10:10
+wh_psql -q <<'SQL' >/dev/null
+CREATE FUNCTION lce_trg.skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.id % 2 = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+CREATE TRIGGER skip_odd BEFORE INSERT ON lce_trg.trg FOR EACH ROW EXECUTE FUNCTION lce_trg.skip_odd();
+SQL
+src_admin_psql -q -c "INSERT INTO lce.trg SELECT g, 'odd or even' FROM generate_series(11, 14) g" >/dev/null
+run lce_trg
+check "a BEFORE trigger on the target skips two of four new rows: rows_total counts the two written" test "$(live)" = 12:12
 
 # a user publication that leaves truncates out is refused too
 src_admin_psql -q -c "CREATE PUBLICATION lce_notrunc FOR TABLE lce.keep WITH (publish = 'insert, update, delete')" >/dev/null
