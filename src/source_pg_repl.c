@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog_internal.h"
 #include "access/xlogdefs.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
@@ -436,8 +437,19 @@ log_current_position(SourceConn *conn)
 	PQclear(res);
 	res = pg_exec(pc, insert_sql, "read the source's WAL insert position");
 	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-		pos = Max(pos, DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
-													   CStringGetDatum(PQgetvalue(res, 0, 0)))));
+	{
+		XLogRecPtr	insert = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
+															 CStringGetDatum(PQgetvalue(res, 0, 0))));
+
+		/*
+		 * Right after a page header nothing is on the page yet: the last
+		 * record ended at the page's start, which is as far as the source's
+		 * decoding will ever say it read.
+		 */
+		if (insert % XLOG_BLCKSZ <= SizeOfXLogLongPHD)
+			insert -= insert % XLOG_BLCKSZ;
+		pos = Max(pos, insert);
+	}
 	PQclear(res);
 	return pos;
 }
