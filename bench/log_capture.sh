@@ -50,7 +50,7 @@
 #   SKIP_BUILD=1    do not run `make && make install` in the repository first
 #   KEEP=1          leave servers and objects as they are at the end
 #   USE_RUNNING=1   use the servers that run at $DBSYNC_TESTDIR (see above)
-#   RUNS=N          rounds of the backlog catch-up, best time kept (default 3; 1..9)
+#   RUNS=N          rounds of the backlog catch-up, best time kept (default 4: each consumer goes first twice; 1..9)
 #   CATCHUP_TIMEOUT seconds a consumer may take to catch up before the run fails (default 600)
 #   FINAL_WAIT=N    seconds the dbsync worker gets to apply the last change before the end's
 #                   comparison; then it is stopped and one dbsync_run levels the target (default 60)
@@ -68,7 +68,7 @@ LAG_SECS=${LAG_SECS:-30}
 LAG_RATE=${LAG_RATE:-200}
 SAMPLE_MS=${SAMPLE_MS:-100}
 CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-600}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-4}
 DBSYNC_MODE=${DBSYNC:-auto}
 USE_RUNNING=${USE_RUNNING:-0}
 
@@ -748,6 +748,10 @@ report() {
     echo "subscription first in even ones), each slot decoding it at the source; before each: CHECKPOINT, the targets"
     echo "VACUUMed (untimed). Round 1 runs on the targets as loaded, later rounds on warm caches. Catch-up times per round (s):"
     echo "  subscription $ALL_SUB${ALL_DBS:+; dbsync $ALL_DBS}"
+    if [[ -n ${ALL_DBS:-} ]]; then
+        echo "  x sub per round: $(awk -v s="$ALL_SUB" -v d="$ALL_DBS" 'BEGIN { n = split(s, a, " "); split(d, b, " ");
+            for (i = 1; i <= n; i++) printf "%s%.2f", (i > 1 ? " " : ""), a[i] / b[i] }')"
+    fi
     echo "Lag samples: one session per database, each sample a new snapshot; the source's own samples show the"
     echo "floor (a row's changed_at is taken before its commit; up to 1/$LAG_RATE s between commits)."
     echo "Logs: $LOGDIR   total benchmark time: $((SECONDS - BENCH_T0)) s"
