@@ -90,6 +90,7 @@ typedef struct CapturePass
 	XLogRecPtr	acked;			/* acknowledged to the source */
 	XLogRecPtr	target;			/* dbsync_run: stop here (Invalid: when quiet) */
 	XLogRecPtr	source_lsn;		/* the source's end of WAL, last reported */
+	XLogRecPtr	keepalive_end;	/* the last keepalive's (the same again: no progress) */
 	TimestampTz commit_time;	/* of the last transaction applied */
 	bool		in_txn;
 	bool		skip_txn;		/* applied before: resent after a restart */

@@ -422,7 +422,6 @@ stream_group(CapturePass *p)
 		bool		boundary;
 		bool		idle;
 		bool		quiet;
-		XLogRecPtr	seen = p->source_lsn;
 		MemoryContext old;
 
 		old = MemoryContextSwitchTo(p->msgcxt);	/* (back to the group's below) */
@@ -474,8 +473,16 @@ stream_group(CapturePass *p)
 		/* an ALTER or DROP SERVER meanwhile ends a worker's pass (pass_done) */
 		if (kind == LOG_NOTHING || kind == LOG_KEEPALIVE)
 			AcceptInvalidationMessages();
-		/* (a keepalive that tells nothing new is quiet too: we asked for it) */
-		quiet = kind == LOG_NOTHING || (kind == LOG_KEEPALIVE && wal_end <= seen);
+		/*
+		 * (a keepalive that tells the same position as the last one is
+		 * quiet too: we asked for it; one that moves, even below what was
+		 * confirmed (the source reads its WAL again from the slot's restart
+		 * point), is the source making progress)
+		 */
+		quiet = kind == LOG_NOTHING ||
+			(kind == LOG_KEEPALIVE && wal_end == p->keepalive_end);
+		if (kind == LOG_KEEPALIVE)
+			p->keepalive_end = wal_end;
 		if (quiet && !p->in_txn)
 		{
 			if (quiet_since == 0)

@@ -200,6 +200,43 @@ pg_get_last_result(PgConn *pc, const char *what, const char *sql)
 	return last;
 }
 
+/*
+ * sql's result, or NULL when the source answered it with an error (the
+ * connection stays usable outside a transaction block).
+ */
+PGresult *
+pg_exec_or_null(PgConn *pc, const char *sql, const char *what)
+{
+	PGresult   *res = NULL;
+	PGresult   *next;
+
+	pc->base.busy = true;
+	if (!PQsendQuery(pc->conn, sql))
+		pg_report(pc, NULL, what, sql);
+	while (PQflush(pc->conn) > 0)
+		pg_wait(pc, true);
+	for (;;)
+	{
+		while (PQisBusy(pc->conn))
+		{
+			pg_wait(pc, false);
+			if (!PQconsumeInput(pc->conn))
+				pg_report(pc, NULL, what, sql);
+		}
+		if ((next = PQgetResult(pc->conn)) == NULL)
+			break;
+		PQclear(res);
+		res = next;
+	}
+	pc->base.busy = false;
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		PQclear(res);
+		res = NULL;
+	}
+	return res;
+}
+
 PGresult *
 pg_exec(PgConn *pc, const char *sql, const char *what)
 {

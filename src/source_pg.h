@@ -26,6 +26,7 @@ typedef struct PgConn
 extern PgConn *pg_open(SourceConfig *cfg, bool replication);
 extern void pg_close(SourceConn *sconn, bool cancel_running);
 extern PGresult *pg_exec(PgConn *pc, const char *sql, const char *what);
+extern PGresult *pg_exec_or_null(PgConn *pc, const char *sql, const char *what);
 extern void pg_report(PgConn *pc, PGresult *res, const char *what,
 					  const char *sql) pg_attribute_noreturn();
 extern void pg_wait(PgConn *pc, bool want_write);

@@ -435,8 +435,9 @@ log_current_position(SourceConn *conn)
 		pg_report(pc, res, "read the source's WAL position", "IDENTIFY_SYSTEM");
 	pos = DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(PQgetvalue(res, 0, 2))));
 	PQclear(res);
-	res = pg_exec(pc, insert_sql, "read the source's WAL insert position");
-	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+	/* (a fork without these functions: the flush position alone) */
+	res = pg_exec_or_null(pc, insert_sql, "read the source's WAL insert position");
+	if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 	{
 		XLogRecPtr	insert = DatumGetLSN(DirectFunctionCall1(pg_lsn_in,
 															 CStringGetDatum(PQgetvalue(res, 0, 0))));

@@ -10,7 +10,8 @@
 #   publication lacking every selected table, deletes 'ignore'; the upsert's
 #   MERGE beside a trigger's own MERGE, and a target with a rule (no MERGE);
 #   commits made with synchronous_commit off right before a call; rows_total
-#   with deletes 'soft' and with a BEFORE trigger that skips rows.
+#   with deletes 'soft' and with a BEFORE trigger that skips rows; an idle
+#   call after a WAL segment switch.
 set -uo pipefail
 source "$DBSYNC_REPO/scripts/lib.sh"
 source "$DBSYNC_REPO/test/lib/tap.sh"
@@ -249,11 +250,25 @@ check "... the three come back: counted again" test "$(live)" = 10:10
 wh_psql -q <<'SQL' >/dev/null
 CREATE FUNCTION lce_trg.skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN IF NEW.id % 2 = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$;
-CREATE TRIGGER skip_odd BEFORE INSERT ON lce_trg.trg FOR EACH ROW EXECUTE FUNCTION lce_trg.skip_odd();
+CREATE TRIGGER skip_odd BEFORE INSERT OR UPDATE ON lce_trg.trg FOR EACH ROW EXECUTE FUNCTION lce_trg.skip_odd();
 SQL
 src_admin_psql -q -c "INSERT INTO lce.trg SELECT g, 'odd or even' FROM generate_series(11, 14) g" >/dev/null
 run lce_trg
 check "a BEFORE trigger on the target skips two of four new rows: rows_total counts the two written" test "$(live)" = 12:12
+src_admin_psql -q -c "UPDATE lce.trg SET v = 'skipped or not' WHERE id IN (4, 5, 6, 7)" >/dev/null
+run lce_trg
+check "... and skips two of four updates: rows_total unchanged" test "$(live)" = 12:12
+check "... the two even ones updated" \
+    test "$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM lce_trg.trg WHERE v = 'skipped or not'")" = 4,6
+
+# a WAL segment switch at an idle source: the source's insert position is
+# just past the new segment's header, its decoding ends at the segment's
+# start; a call ends there, not after the 5 s without progress
+src_admin_psql -q -c "SELECT pg_switch_wal()" >/dev/null
+t0=$(date +%s%N)
+run lce
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "after a WAL segment switch, an idle call ends at its target ($ms ms, the quiet stop is 5 s)" test "$ms" -lt 4000
 
 # a user publication that leaves truncates out is refused too
 src_admin_psql -q -c "CREATE PUBLICATION lce_notrunc FOR TABLE lce.keep WITH (publish = 'insert, update, delete')" >/dev/null
