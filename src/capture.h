@@ -51,7 +51,7 @@ typedef struct CapTable
 /* A group of source transactions commits after this long or many rows. */
 #define CAPTURE_GROUP_USECS (500 * 1000)
 #define CAPTURE_GROUP_ROWS 20000
-/* dbsync_run() stops when the source has been quiet this long. */
+/* A call stops when the source has sent nothing new this long. */
 #define CAPTURE_QUIET_USECS (5 * USECS_PER_SEC)
 /* a call with nothing pending asks the source where it is this often */
 #define CAPTURE_ASK_MS 100

@@ -425,7 +425,10 @@ stream_group(CapturePass *p)
 		MemoryContext old;
 
 		old = MemoryContextSwitchTo(p->msgcxt);	/* (back to the group's below) */
-		/* (YugabyteDB tells no end of WAL: its call waits for a keepalive) */
+		/*
+		 * A call with nothing pending that knows where to stop (YugabyteDB
+		 * tells no end of WAL: its call waits for the source's keepalive).
+		 */
 		idle = !p->in_txn && XLogRecPtrIsInvalid(group_end) && pending(p, false) == 0 &&
 			!p->follow && !XLogRecPtrIsInvalid(p->target);
 		kind = log->next(p->repl, !p->in_txn && !XLogRecPtrIsInvalid(group_end) ? 0 :

@@ -164,9 +164,13 @@ pg_wait(PgConn *pc, bool want_write)
 								 t > 0 ? t * 1000L : -1L, PG_WAIT_EXTENSION);
 }
 
-/* Collect every result of the command in progress; error on failure. */
+/*
+ * Collect every result of the command in progress: the last one, or on an
+ * error the error raised (report) or NULL (the connection stays usable
+ * outside a transaction block).
+ */
 static PGresult *
-pg_get_last_result(PgConn *pc, const char *what, const char *sql)
+pg_get_last_result(PgConn *pc, const char *what, const char *sql, bool report)
 {
 	PGresult   *last = NULL;
 
@@ -196,49 +200,17 @@ pg_get_last_result(PgConn *pc, const char *what, const char *sql)
 	if (last == NULL ||
 		(PQresultStatus(last) != PGRES_COMMAND_OK &&
 		 PQresultStatus(last) != PGRES_TUPLES_OK))
-		pg_report(pc, last, what, sql);
+	{
+		if (report)
+			pg_report(pc, last, what, sql);
+		PQclear(last);
+		last = NULL;
+	}
 	return last;
 }
 
-/*
- * sql's result, or NULL when the source answered it with an error (the
- * connection stays usable outside a transaction block).
- */
-PGresult *
-pg_exec_or_null(PgConn *pc, const char *sql, const char *what)
-{
-	PGresult   *res = NULL;
-	PGresult   *next;
-
-	pc->base.busy = true;
-	if (!PQsendQuery(pc->conn, sql))
-		pg_report(pc, NULL, what, sql);
-	while (PQflush(pc->conn) > 0)
-		pg_wait(pc, true);
-	for (;;)
-	{
-		while (PQisBusy(pc->conn))
-		{
-			pg_wait(pc, false);
-			if (!PQconsumeInput(pc->conn))
-				pg_report(pc, NULL, what, sql);
-		}
-		if ((next = PQgetResult(pc->conn)) == NULL)
-			break;
-		PQclear(res);
-		res = next;
-	}
-	pc->base.busy = false;
-	if (res && PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		PQclear(res);
-		res = NULL;
-	}
-	return res;
-}
-
-PGresult *
-pg_exec(PgConn *pc, const char *sql, const char *what)
+static PGresult *
+pg_exec_internal(PgConn *pc, const char *sql, const char *what, bool report)
 {
 	PGresult   *res;
 
@@ -248,9 +220,22 @@ pg_exec(PgConn *pc, const char *sql, const char *what)
 	/* (a non-blocking connection may keep part of it: send it all) */
 	while (PQflush(pc->conn) > 0)
 		pg_wait(pc, true);
-	res = pg_get_last_result(pc, what, sql);
+	res = pg_get_last_result(pc, what, sql, report);
 	pc->base.busy = false;
 	return res;
+}
+
+PGresult *
+pg_exec(PgConn *pc, const char *sql, const char *what)
+{
+	return pg_exec_internal(pc, sql, what, true);
+}
+
+/* sql's result, or NULL when the source answered it with an error. */
+PGresult *
+pg_exec_or_null(PgConn *pc, const char *sql, const char *what)
+{
+	return pg_exec_internal(pc, sql, what, false);
 }
 
 static void
@@ -680,7 +665,7 @@ pg_stream_start(SourceConn *sconn, const char *select_sql, List *columns)
 	pc->sql = sql;
 	if (!PQsendQuery(pc->conn, sql))
 		pg_report(pc, NULL, "read rows", sql);
-	res = pg_get_last_result(pc, "read rows", sql);
+	res = pg_get_last_result(pc, "read rows", sql, true);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 		pg_report(pc, res, "read rows", sql);
 	PQclear(res);
@@ -716,7 +701,7 @@ pg_stream_next(SourceConn *sconn, const char **data, int *len)
 		if (n == -1)
 		{
 			/* end of data: the command's own status says if it completed */
-			PGresult   *res = pg_get_last_result(pc, "read rows", pc->sql);
+			PGresult   *res = pg_get_last_result(pc, "read rows", pc->sql, true);
 
 			PQclear(res);
 			sconn->busy = false;

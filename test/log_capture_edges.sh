@@ -241,23 +241,19 @@ src_admin_psql -q -c "CREATE TABLE lce.trg (id int PRIMARY KEY, v text)" -c "ALT
 mkserver lce_trg "tables 'trg', deletes 'soft'"
 run lce_trg
 live() { q "SELECT rows_total || ':' || (SELECT count(*) FROM lce_trg.trg WHERE NOT _dbsync_deleted) FROM dbsync.status WHERE server = 'lce_trg' AND table_name = 'trg'"; }
-src_admin_psql -q -c "DELETE FROM lce.trg WHERE id <= 3" >/dev/null
-run lce_trg
-check "deletes 'soft': three rows flagged, rows_total counts the others" test "$(live)" = 7:7
-src_admin_psql -q -c "INSERT INTO lce.trg SELECT g, 'back' FROM generate_series(1, 3) g" >/dev/null
-run lce_trg
-check "... the three come back: counted again" test "$(live)" = 10:10
+# trg_step SQL NAME EXPECTED: SQL at the source, a run, then rows_total:live rows
+trg_step() { src_admin_psql -q -c "$1" >/dev/null; run lce_trg; check "$2" test "$(live)" = "$3"; }
+trg_step "DELETE FROM lce.trg WHERE id <= 3" "deletes 'soft': three rows flagged, rows_total counts the others" 7:7
+trg_step "INSERT INTO lce.trg SELECT g, 'back' FROM generate_series(1, 3) g" "... the three come back: counted again" 10:10
 wh_psql -q <<'SQL' >/dev/null
 CREATE FUNCTION lce_trg.skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN IF NEW.id % 2 = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$;
 CREATE TRIGGER skip_odd BEFORE INSERT OR UPDATE ON lce_trg.trg FOR EACH ROW EXECUTE FUNCTION lce_trg.skip_odd();
 SQL
-src_admin_psql -q -c "INSERT INTO lce.trg SELECT g, 'odd or even' FROM generate_series(11, 14) g" >/dev/null
-run lce_trg
-check "a BEFORE trigger on the target skips two of four new rows: rows_total counts the two written" test "$(live)" = 12:12
-src_admin_psql -q -c "UPDATE lce.trg SET v = 'skipped or not' WHERE id IN (4, 5, 6, 7)" >/dev/null
-run lce_trg
-check "... and skips two of four updates: rows_total unchanged" test "$(live)" = 12:12
+trg_step "INSERT INTO lce.trg SELECT g, 'odd or even' FROM generate_series(11, 14) g" \
+    "a BEFORE trigger on the target skips two of four new rows: rows_total counts the two written" 12:12
+trg_step "UPDATE lce.trg SET v = 'skipped or not' WHERE id IN (4, 5, 6, 7)" \
+    "... and skips two of four updates: rows_total unchanged" 12:12
 check "... the two even ones updated" \
     test "$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM lce_trg.trg WHERE v = 'skipped or not'")" = 4,6
 
