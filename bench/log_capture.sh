@@ -412,15 +412,16 @@ note "   $S_SUB_INIT s"
 
 # dbsync_run_sql: one dbsync_run of the server; the "RUN ..." line sums its result rows
 # (DBSYNC_CALL_SQL: one CALL dbsync_sync, its rows read back from dbsync.runs)
-DBSYNC_RUN_SQL="SELECT string_agg(DISTINCT status, ',') AS r_status, string_agg(DISTINCT mode, ',') AS r_mode,
+# run_cols DURATION: the RUN line's columns over result rows whose duration is DURATION
+run_cols() {
+    echo "SELECT string_agg(DISTINCT status, ',') AS r_status, string_agg(DISTINCT mode, ',') AS r_mode,
        sum(rows_upserted) AS r_up, sum(rows_deleted) AS r_del,
-       round(extract(epoch FROM max(duration))::numeric, 3) AS r_dur, coalesce(string_agg(message, '; '), '') AS r_msg
+       round(extract(epoch FROM max($1))::numeric, 3) AS r_dur, coalesce(string_agg(message, '; '), '') AS r_msg"
+}
+DBSYNC_RUN_SQL="$(run_cols duration)
   FROM dbsync_run('$SRV') \\gset"
 DBSYNC_CALL_SQL="CALL dbsync_sync('$SRV');
-SELECT string_agg(DISTINCT status, ',') AS r_status, string_agg(DISTINCT mode, ',') AS r_mode,
-       sum(rows_upserted) AS r_up, sum(rows_deleted) AS r_del,
-       round(extract(epoch FROM max(finished_at - started_at))::numeric, 3) AS r_dur,
-       coalesce(string_agg(message, '; '), '') AS r_msg
+$(run_cols 'finished_at - started_at')
   FROM dbsync.runs WHERE table_name IS NOT NULL AND run_id = (SELECT max(run_id) FROM dbsync.runs
        WHERE server = '$SRV' AND trigger = 'call') \\gset"
 DBSYNC_RUN_POST="\\echo RUN status=:r_status mode=:r_mode upserted=:r_up deleted=:r_del duration=:r_dur message=:r_msg"

@@ -429,8 +429,8 @@ stream_group(CapturePass *p)
 		 * A call with nothing pending that knows where to stop (YugabyteDB
 		 * tells no end of WAL: its call waits for the source's keepalive).
 		 */
-		idle = !p->in_txn && XLogRecPtrIsInvalid(group_end) && pending(p, false) == 0 &&
-			!p->follow && !XLogRecPtrIsInvalid(p->target);
+		idle = !p->follow && !XLogRecPtrIsInvalid(p->target) && !p->in_txn &&
+			XLogRecPtrIsInvalid(group_end) && pending(p, false) == 0;
 		kind = log->next(p->repl, !p->in_txn && !XLogRecPtrIsInvalid(group_end) ? 0 :
 						 idle ? CAPTURE_ASK_MS : 1000,
 						 &msg, &wal_end, &reply);
